@@ -1,0 +1,65 @@
+-- The queue table layout, in one place: the extension's own `queue` table and every table a
+-- user adds with pq_create_table() are made by the same function.
+
+-- pq_create_table(name): creates a queue table with Python pq's columns and the indexes that
+-- keep claiming cheap. `name` is an identifier, optionally schema-qualified ('jobs',
+-- 'app.jobs', '"Mixed Case"'); unqualified names go in the extension's schema. The name is
+-- split by parse_ident and each part quoted, so it is never spliced into SQL raw.
+CREATE FUNCTION pq_create_table(name text) RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    parts text[];
+    qualified text;
+    relname text;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'table name must not be NULL or empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'pass a name such as ''jobs''';
+    END IF;
+    BEGIN
+        parts := parse_ident(name);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE EXCEPTION 'invalid table name %', quote_literal(name)
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'use an identifier such as ''jobs'', ''app.jobs'' or ''"My Jobs"''';
+    END;
+    IF array_length(parts, 1) > 2 THEN
+        RAISE EXCEPTION 'invalid table name %: at most schema.table', quote_literal(name)
+            USING ERRCODE = 'invalid_name', HINT = 'use ''jobs'' or ''app.jobs''';
+    END IF;
+    relname := parts[array_length(parts, 1)];
+    -- @extschema@ is replaced by the already-quoted schema name.
+    qualified := (CASE WHEN array_length(parts, 1) = 2 THEN quote_ident(parts[1]) ELSE '@extschema@' END)
+                 || '.' || quote_ident(relname);
+    EXECUTE format($ddl$
+        CREATE TABLE %1$s (
+            id          bigserial PRIMARY KEY,
+            enqueued_at timestamptz NOT NULL DEFAULT now(),
+            dequeued_at timestamptz,
+            expected_at timestamptz,
+            schedule_at timestamptz,
+            q_name      text NOT NULL CHECK (length(q_name) > 0),
+            data        jsonb NOT NULL
+        );
+        -- Unscheduled pending jobs in claim order; done jobs leave the index.
+        CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
+            WHERE dequeued_at IS NULL AND schedule_at IS NULL;
+        -- Scheduled pending jobs by due time: a claim visits only the due ones.
+        CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
+            WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
+        $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx');
+    RETURN qualified::regclass;
+END
+$fn$;
+
+COMMENT ON FUNCTION pq_create_table(text) IS
+'Creates a queue table with the layout of pq''s queue table. Example: SELECT pq_create_table(''jobs'')';
+
+SELECT pq_create_table('queue');
+COMMENT ON TABLE queue IS 'Jobs of every queue (Python pq layout). Use pq_put / pq_get.';
+
+-- Extension member tables are not dumped by pg_dump unless marked: jobs are data.
+SELECT pg_catalog.pg_extension_config_dump('queue', '');
+SELECT pg_catalog.pg_extension_config_dump('queue_id_seq', '');

@@ -1,0 +1,109 @@
+//! Inspecting and tending queues: Python pq's `len(queue)`, `queue.clear()`, updating a
+//! job's data, and per-queue statistics.
+
+use crate::error::{require, require_queue};
+use crate::table::{QueueTable, Stmt};
+use pgrx::datum::{DatumWithOid, Internal, Interval};
+use pgrx::prelude::*;
+
+/// Runs `stmt` for `tbl` with `args`, returning its single value (a count or an id).
+fn one<T: FromDatum + IntoDatum>(tbl: Option<pg_sys::Oid>, stmt: Stmt, args: &[DatumWithOid]) -> Option<T> {
+    let table = QueueTable::resolve(tbl);
+    Spi::connect(|client| {
+        table.with_plan(client, stmt, |plan| {
+            let rows = client.select(plan, None, args).unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
+            if rows.is_empty() {
+                None
+            } else {
+                rows.first().get_one::<T>().unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
+            }
+        })
+    })
+}
+
+/// Number of ready jobs in `queue` (undequeued, and not scheduled in the future).
+///
+/// ```sql
+/// SELECT pq_len('apples');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_len(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
+    let queue = require_queue(queue);
+    one::<i64>(tbl, Stmt::Len, &[queue.into()]).unwrap_or(0)
+}
+
+/// Deletes every job of `queue`, done or pending; returns how many.
+///
+/// ```sql
+/// SELECT pq_clear('apples');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_clear(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
+    let queue = require_queue(queue);
+    let table = QueueTable::resolve(tbl);
+    Spi::connect(|client| {
+        table.with_plan(client, Stmt::Clear, |plan| {
+            client.select(plan, None, &[queue.into()]).map(|t| t.len() as i64)
+        })
+    })
+    .unwrap_or_else(|e| panic!("clearing {queue}: {e}"))
+}
+
+/// Replaces the data of job `id` in `queue`; true when the job exists.
+///
+/// ```sql
+/// SELECT pq_update('apples', 42, '{"kind":"Bramley"}');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_update(queue: Option<&str>, id: Option<i64>, data: Option<Internal>, tbl: Option<pg_sys::Oid>) -> bool {
+    let queue = require_queue(queue);
+    let id = require(id, "id", "42");
+    let data = require(data.and_then(Internal::unwrap), "data", "'{\"kind\":\"Cox\"}'");
+    // SAFETY: our jsonb argument, alive for the call.
+    let data = unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) };
+    one::<i64>(tbl, Stmt::Update, &[queue.into(), id.into(), data]).is_some()
+}
+
+/// Per-queue counts: ready, scheduled (future), in flight (claimed by an open transaction),
+/// done, and the age of the oldest ready job.
+///
+/// ```sql
+/// SELECT * FROM pq_stats();   -- or the view: SELECT * FROM pq_stats;
+/// ```
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)]
+fn pq_stats(
+    tbl: Option<pg_sys::Oid>,
+) -> TableIterator<
+    'static,
+    (
+        name!(queue, String),
+        name!(ready, i64),
+        name!(scheduled, i64),
+        name!(in_flight, i64),
+        name!(done, i64),
+        name!(oldest_ready_age, Option<Interval>),
+    ),
+> {
+    let table = QueueTable::resolve(tbl);
+    let rows: Vec<_> = Spi::connect(|client| {
+        table.with_plan(client, Stmt::Stats, |plan| {
+            client
+                .select(plan, None, &[table.oid.into()])
+                .unwrap_or_else(|e| panic!("stats: {e}"))
+                .map(|r| {
+                    let count = |i| r.get::<i64>(i).ok().flatten().unwrap_or(0);
+                    (
+                        r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                        count(2),
+                        count(3),
+                        count(4),
+                        count(5),
+                        r.get::<Interval>(6).ok().flatten(),
+                    )
+                })
+                .collect()
+        })
+    });
+    TableIterator::new(rows)
+}

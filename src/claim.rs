@@ -1,0 +1,146 @@
+//! Claiming: taking the next ready jobs of a queue for the current transaction.
+//!
+//! Candidates are read one at a time from a cursor in claim order. For each we try the job's
+//! transaction-scoped advisory lock (`pg_try_advisory_xact_lock`); a job locked by another
+//! transaction is skipped, never waited on. With the lock held we mark the job dequeued,
+//! re-checking `dequeued_at IS NULL` on the latest row version: a transaction that claimed
+//! and committed it after our snapshot was taken makes the update return nothing, and we move
+//! on. The lock lives until our commit or rollback, so no other getter can take the job while
+//! we work it; rollback returns it to the queue. No session-level lock is ever taken, so this
+//! works behind transaction-pooling poolers.
+
+use crate::table::{QueueTable, Stmt};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use pgrx::direct_function_call;
+use pgrx::spi::SpiClient;
+
+/// A job's jsonb payload as PostgreSQL stored it: handed from the table to the caller
+/// without decoding into Rust values and back.
+#[derive(Clone, Copy)]
+pub struct Payload(pub pg_sys::Datum);
+
+pgrx::impl_sql_translatable!(Payload, "jsonb");
+
+impl IntoDatum for Payload {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.0)
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+// SAFETY: the datum is a valid jsonb value in a context that outlives the call.
+unsafe impl pgrx::callconv::BoxRet for Payload {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut pgrx::callconv::FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        unsafe { fcinfo.return_raw_datum(self.0) }
+    }
+}
+
+/// A claimed job, as `pq_get` returns it (Python pq's `Job`).
+pub struct Job {
+    pub id: i64,
+    /// The payload, copied out of SPI into the memory context given to [`claim`].
+    pub data: Payload,
+    /// Length of the JSON text, as Python pq's `Job.size`.
+    pub size: i32,
+    pub enqueued_at: TimestampWithTimeZone,
+    pub schedule_at: Option<TimestampWithTimeZone>,
+    pub expected_at: Option<TimestampWithTimeZone>,
+}
+
+/// Candidates fetched from the cursor per round after the first; small, since each one costs
+/// a lock attempt only when reached.
+const MORE_CANDIDATES: i64 = 16;
+
+/// Claims up to `limit` ready jobs of `queue` in `table`, without waiting. Payloads are
+/// copied into `memcx`, which must outlive the caller's use of them (for an SRF: the query).
+///
+/// ```ignore
+/// let jobs = claim::claim(&table, "apples", 1, &mut memcx); // zero or one job
+/// ```
+pub fn claim(table: &QueueTable, queue: &str, limit: usize, memcx: &mut PgMemoryContexts) -> Vec<Job> {
+    Spi::connect(|client| {
+        let mut jobs = Vec::new();
+        table.with_plan(client, Stmt::Candidates, |candidates| {
+            let mut cursor = client
+                .try_open_cursor(candidates, &[queue.into(), clock().into()])
+                .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
+            let mut want = limit as i64;
+            loop {
+                let ids: Vec<i64> = cursor
+                    .fetch(want)
+                    .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
+                    .map(|row| row.get::<i64>(1).ok().flatten().expect("id is NOT NULL"))
+                    .collect();
+                for &id in &ids {
+                    if try_lock(table, id) {
+                        if let Some(job) = claim_one(client, table, id, memcx) {
+                            jobs.push(job);
+                            if jobs.len() == limit {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if (ids.len() as i64) < want {
+                    return; // the cursor is exhausted
+                }
+                want = MORE_CANDIDATES;
+            }
+        });
+        jobs
+    })
+}
+
+/// The wall clock, for readiness: `now()` is frozen at transaction start.
+pub fn clock() -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() }).expect("the clock is a valid timestamptz")
+}
+
+/// The advisory lock key of a job: (table oid, low 32 bits of id) in the two-int4 key space,
+/// which neither collides with other tables' jobs nor with applications' one-bigint locks.
+/// Ids 2^32 apart share a key; that only makes one skip the other for a moment.
+fn try_lock(table: &QueueTable, id: i64) -> bool {
+    let key1 = table.oid.to_u32() as i32;
+    let key2 = id as i32;
+    unsafe {
+        direct_function_call::<bool>(
+            pg_sys::pg_try_advisory_xact_lock_int4,
+            &[key1.into_datum(), key2.into_datum()],
+        )
+    }
+    .unwrap_or(false)
+}
+
+fn claim_one(
+    client: &SpiClient<'_>,
+    table: &QueueTable,
+    id: i64,
+    memcx: &mut PgMemoryContexts,
+) -> Option<Job> {
+    table.with_plan(client, Stmt::Claim, |plan| {
+        let rows = client
+            .select(plan, None, &[id.into()])
+            .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
+        if rows.is_empty() {
+            return None; // claimed and committed by someone else since our snapshot
+        }
+        let row = rows.first();
+        let col = |i| row.get_datum_by_ordinal(i).ok().flatten();
+        let data = col(2).expect("data is NOT NULL");
+        Some(Job {
+            id,
+            // SAFETY: a jsonb varlena, copied into a context that outlives SPI.
+            data: Payload(unsafe {
+                memcx.switch_to(|_| pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(data.cast_mut_ptr())))
+            }),
+            size: row.get(3).ok().flatten().unwrap_or(0),
+            enqueued_at: row.get(4).ok().flatten().expect("enqueued_at is NOT NULL"),
+            schedule_at: row.get(5).ok().flatten(),
+            expected_at: row.get(6).ok().flatten(),
+        })
+    })
+}

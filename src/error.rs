@@ -1,0 +1,47 @@
+//! Raising SQL errors with a fitting SQLSTATE.
+//!
+//! Every bad input is reported through [`raise`], so each error carries a code a client can
+//! match on, a message naming the bad value, and a hint showing a valid form.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// Raises an `ERROR` with `code`, `message` and `hint`; never returns.
+///
+/// ```ignore
+/// error::raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+///              "queue name must not be empty".into(), "use a name such as 'apples'");
+/// ```
+pub fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+    ErrorReport::new(code, message, "pq").set_hint(hint).report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
+/// Rejects a NULL or empty queue name, which would otherwise hit the table's CHECK
+/// constraint with a less helpful message.
+pub fn require_queue(queue: Option<&str>) -> &str {
+    match queue {
+        Some(q) if !q.is_empty() => q,
+        Some(_) => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "queue name must not be empty".into(),
+            "name the queue, e.g. pq_put('apples', '{\"kind\":\"Cox\"}')",
+        ),
+        None => raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "queue name must not be NULL".into(),
+            "name the queue, e.g. pq_put('apples', '{\"kind\":\"Cox\"}')",
+        ),
+    }
+}
+
+/// Rejects a NULL argument other than the queue name.
+pub fn require<T>(value: Option<T>, name: &str, example: &str) -> T {
+    value.unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{name} must not be NULL"),
+            &format!("pass a value such as {example}"),
+        )
+    })
+}

@@ -1,0 +1,52 @@
+//! pq: a transactional job queue inside PostgreSQL, after Malthe Borch's Python `pq`.
+//!
+//! One table holds the jobs of every queue. `pq_put` enqueues JSON jobs, `pq_get` claims them
+//! in the caller's transaction (commit consumes, rollback returns), with delayed scheduling,
+//! priority and blocking waits. One module per concept:
+//!
+//! | module     | concept                                                        |
+//! |------------|----------------------------------------------------------------|
+//! | `timespec` | `'5m'`, intervals and timestamps as `schedule_at`/`expected_at` |
+//! | `table`    | queue tables: resolving `regclass`, prepared statements         |
+//! | `put`      | `pq_put`, `pq_put_many`                                         |
+//! | `claim`    | advisory-lock claiming of the next ready jobs                   |
+//! | `get`      | `pq_get`                                                        |
+//! | `wait`     | blocking waits and waking waiters at commit                     |
+//! | `notify`   | `NOTIFY` on the queue's channel                                 |
+//! | `admin`    | `pq_len`, `pq_clear`, `pq_update`, `pq_stats`                   |
+//! | `error`    | SQLSTATE-carrying errors for bad input                          |
+//!
+//! ```sql
+//! CREATE EXTENSION pq;
+//! SELECT pq_put('apples', '{"kind":"Cox"}', '5m');
+//! SELECT * FROM pq_get('apples');
+//! ```
+
+use pgrx::prelude::*;
+
+mod admin;
+mod claim;
+mod error;
+mod get;
+mod notify;
+mod put;
+mod table;
+mod timespec;
+mod wait;
+
+::pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/api.sql", name = "api", finalize);
+
+/// Library load: hook the commit that wakes blocked getters.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    unsafe { pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut()) };
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+#[cfg(test)]
+pub use tests::pg_test;

@@ -1,0 +1,40 @@
+//! Notifications: `pq_put` sends `NOTIFY` on the queue's channel, delivered at commit, so
+//! LISTEN-based clients (Python pq's blocking `get`, the Rust client) wake when a job lands.
+//!
+//! The channel is the queue name, or `'pq_' || md5(name)` when the name is longer than 63
+//! bytes (PostgreSQL's channel name limit), exactly as Python pq's trigger names it.
+
+use pgrx::prelude::*;
+use pgrx::{direct_function_call, direct_function_call_as_datum};
+
+/// The channel a client LISTENs on for `queue`.
+///
+/// ```sql
+/// SELECT pq_channel('apples');  -- apples
+/// ```
+pub fn channel(queue: &str) -> String {
+    if queue.len() <= 63 {
+        return queue.to_string();
+    }
+    let md5 = unsafe { direct_function_call::<String>(pg_sys::md5_text, &[queue.into_datum()]) };
+    format!("pq_{}", md5.expect("md5 is never NULL"))
+}
+
+/// Queues a notification on `queue`'s channel; PostgreSQL sends it when the transaction
+/// commits and drops duplicates within the transaction.
+pub fn notify(queue: &str) {
+    let channel = channel(queue);
+    unsafe {
+        direct_function_call_as_datum(pg_sys::pg_notify, &[channel.into_datum(), "".into_datum()]);
+    }
+}
+
+/// The NOTIFY channel of a queue, for clients that LISTEN.
+///
+/// ```sql
+/// LISTEN apples;  -- or: SELECT pq_channel('apples')
+/// ```
+#[pg_extern(sql = false)]
+fn pq_channel(queue: Option<&str>) -> String {
+    channel(crate::error::require_queue(queue))
+}

@@ -1,0 +1,151 @@
+//! Put: enqueue jobs, in the caller's transaction.
+//!
+//! `pq_put` inserts one job and returns its id; `pq_put_many` inserts an array of payloads in
+//! one statement. Both notify the queue's channel and wake blocked getters at commit.
+
+use crate::error::{raise, require, require_queue};
+use crate::table::{QueueTable, Stmt};
+use crate::timespec::{resolve_opt, TimeSpec};
+use crate::{notify, wait};
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::datum::Internal;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+use pg_sys::BuiltinOid::{JSONBARRAYOID, JSONBOID};
+
+// jsonb arguments arrive as `Internal`: pgrx's raw-datum argument type, so payloads pass
+// through to SPI as PostgreSQL stored them, never decoded into Rust values.
+
+/// Inserts one job; the shared body of the three `pq_put` overloads.
+fn put<S: TimeSpec>(
+    queue: Option<&str>,
+    data: Option<Internal>,
+    schedule_at: Option<S>,
+    expected_at: Option<S>,
+    tbl: Option<pg_sys::Oid>,
+) -> i64 {
+    let queue = require_queue(queue);
+    let data = jsonb_arg(require(data.and_then(Internal::unwrap), "data", "'{\"kind\":\"Cox\"}'"), JSONBOID);
+    let table = QueueTable::resolve(tbl);
+    let schedule_at = resolve_opt(schedule_at, "schedule_at");
+    let expected_at = resolve_opt(expected_at, "expected_at");
+    let id = Spi::connect(|client| {
+        table.with_plan(client, Stmt::Put, |plan| {
+            let args = [queue.into(), data.into(), schedule_at.into(), expected_at.into()];
+            client
+                .select(plan, None, &args)
+                .and_then(|rows| rows.first().get_one::<i64>())
+                .unwrap_or_else(|e| panic!("inserting a job: {e}"))
+                .expect("INSERT ... RETURNING id returns the id")
+        })
+    });
+    announce(&table, queue);
+    id
+}
+
+/// Passes a jsonb (or jsonb[]) argument through to SPI as it is: no decoding into Rust.
+fn jsonb_arg<'a>(datum: pg_sys::Datum, ty: pg_sys::BuiltinOid) -> DatumWithOid<'a> {
+    // SAFETY: the datum is the caller's argument of exactly this type, alive for the call.
+    unsafe { DatumWithOid::new(datum, ty.into()) }
+}
+
+/// Tells listeners and blocked getters about new jobs in `queue`, at commit.
+fn announce(table: &QueueTable, queue: &str) {
+    notify::notify(queue);
+    wait::wake_on_commit(table, queue);
+}
+
+/// `pq_put(queue, data, schedule_at text, expected_at text, tbl)`: time specs as text.
+///
+/// ```sql
+/// SELECT pq_put('apples', '{"kind":"Cox"}', '5m');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_put_text(
+    queue: Option<&str>,
+    data: Option<Internal>,
+    schedule_at: Option<&str>,
+    expected_at: Option<&str>,
+    tbl: Option<pg_sys::Oid>,
+) -> i64 {
+    put(queue, data, schedule_at, expected_at, tbl)
+}
+
+/// `pq_put(queue, data, schedule_at interval, expected_at interval, tbl)`.
+///
+/// ```sql
+/// SELECT pq_put('apples', '{"kind":"Cox"}', interval '5 minutes');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_put_interval(
+    queue: Option<&str>,
+    data: Option<Internal>,
+    schedule_at: Option<Interval>,
+    expected_at: Option<Interval>,
+    tbl: Option<pg_sys::Oid>,
+) -> i64 {
+    put(queue, data, schedule_at, expected_at, tbl)
+}
+
+/// `pq_put(queue, data, schedule_at timestamptz, expected_at timestamptz, tbl)`.
+///
+/// ```sql
+/// SELECT pq_put('apples', '{"kind":"Cox"}', now() + interval '1 hour');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_put_timestamptz(
+    queue: Option<&str>,
+    data: Option<Internal>,
+    schedule_at: Option<TimestampWithTimeZone>,
+    expected_at: Option<TimestampWithTimeZone>,
+    tbl: Option<pg_sys::Oid>,
+) -> i64 {
+    put(queue, data, schedule_at, expected_at, tbl)
+}
+
+/// `pq_put_many(queue, data jsonb[], schedule_at, expected_at, tbl)`: one job per array
+/// element, all with the same times, in one statement; returns the ids in array order.
+///
+/// ```sql
+/// SELECT * FROM pq_put_many('apples', ARRAY['{"kind":"Cox"}', '{"kind":"Fuji"}']::jsonb[]);
+/// ```
+#[pg_extern(sql = false)]
+fn pq_put_many(
+    queue: Option<&str>,
+    data: Option<Internal>,
+    schedule_at: Option<&str>,
+    expected_at: Option<&str>,
+    tbl: Option<pg_sys::Oid>,
+) -> SetOfIterator<'static, i64> {
+    let queue = require_queue(queue);
+    let data = require(data.and_then(Internal::unwrap), "data", "ARRAY['{\"kind\":\"Cox\"}']::jsonb[]");
+    let has_nulls = unsafe {
+        let array = pg_sys::pg_detoast_datum(data.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        pg_sys::array_contains_nulls(array)
+    };
+    if has_nulls {
+        raise(
+            ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "data holds a NULL element; every job needs a JSON payload".into(),
+            "remove the NULLs, or use 'null'::jsonb for a JSON null",
+        )
+    }
+    let data = jsonb_arg(data, JSONBARRAYOID);
+    let table = QueueTable::resolve(tbl);
+    let schedule_at = resolve_opt(schedule_at, "schedule_at");
+    let expected_at = resolve_opt(expected_at, "expected_at");
+    let ids: Vec<i64> = Spi::connect(|client| {
+        table.with_plan(client, Stmt::PutMany, |plan| {
+            let args = [queue.into(), data.into(), schedule_at.into(), expected_at.into()];
+            client
+                .select(plan, None, &args)
+                .unwrap_or_else(|e| panic!("inserting jobs: {e}"))
+                .map(|row| row.get::<i64>(1).ok().flatten().expect("id"))
+                .collect()
+        })
+    });
+    if !ids.is_empty() {
+        announce(&table, queue);
+    }
+    SetOfIterator::new(ids)
+}

@@ -1,0 +1,4 @@
+-- One job. $1 queue, $2 data, $3 schedule_at, $4 expected_at.
+INSERT INTO {table} (q_name, data, schedule_at, expected_at)
+VALUES ($1, $2, $3, $4)
+RETURNING id

@@ -1,0 +1,24 @@
+-- Per-queue counts. A job is in flight when it is claimed by an open transaction, which holds
+-- its advisory lock (key: table oid, low 32 bits of id) while the row still looks undequeued.
+WITH held AS (
+    SELECT DISTINCT l.objid
+    FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+      AND l.classid = $1
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+), jobs AS (
+    SELECT q.q_name, q.dequeued_at, q.enqueued_at, q.schedule_at,
+           (h.objid IS NOT NULL) AS held,
+           (q.schedule_at IS NULL OR q.schedule_at <= now()) AS due
+    FROM {table} q
+    LEFT JOIN held h ON h.objid = (q.id & 4294967295)::oid
+)
+SELECT q_name,
+       count(*) FILTER (WHERE dequeued_at IS NULL AND due AND NOT held),
+       count(*) FILTER (WHERE dequeued_at IS NULL AND NOT due),
+       count(*) FILTER (WHERE dequeued_at IS NULL AND held),
+       count(*) FILTER (WHERE dequeued_at IS NOT NULL),
+       now() - min(coalesce(schedule_at, enqueued_at)) FILTER (WHERE dequeued_at IS NULL AND due AND NOT held)
+FROM jobs
+GROUP BY q_name
+ORDER BY q_name

@@ -1,0 +1,163 @@
+//! Queue tables: resolving a `regclass` argument to a checked, quoted table name, and the
+//! per-backend cache of prepared statements against it.
+//!
+//! Every function takes the table as `regclass`, so PostgreSQL resolves the name (in the
+//! caller's `search_path`, raising 42P01 for unknown tables) before our code runs, and the
+//! name reaches SQL only as `quote_ident(schema).quote_ident(table)`: never spliced raw.
+//! Each statement's text lives once, in `src/queries/*.sql`, with `{table}` for the table.
+
+use crate::error::raise;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgSqlErrorCode::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The prepared statements pq runs, one per file in `src/queries/`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Stmt {
+    Put,
+    PutMany,
+    Candidates,
+    Claim,
+    NextDue,
+    Len,
+    Clear,
+    Update,
+    Stats,
+}
+
+impl Stmt {
+    fn text(self) -> &'static str {
+        match self {
+            Stmt::Put => include_str!("queries/put.sql"),
+            Stmt::PutMany => include_str!("queries/put_many.sql"),
+            Stmt::Candidates => include_str!("queries/candidates.sql"),
+            Stmt::Claim => include_str!("queries/claim.sql"),
+            Stmt::NextDue => include_str!("queries/next_due.sql"),
+            Stmt::Len => include_str!("queries/len.sql"),
+            Stmt::Clear => include_str!("queries/clear.sql"),
+            Stmt::Update => include_str!("queries/update.sql"),
+            Stmt::Stats => include_str!("queries/stats.sql"),
+        }
+    }
+
+    fn arg_types(self) -> Vec<PgOid> {
+        use pg_sys::BuiltinOid::*;
+        let oids: &[pg_sys::BuiltinOid] = match self {
+            Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
+            Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
+            Stmt::Candidates | Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
+            Stmt::Len | Stmt::Clear => &[TEXTOID],
+            Stmt::Claim => &[INT8OID],
+            Stmt::Update => &[TEXTOID, INT8OID, JSONBOID],
+            Stmt::Stats => &[OIDOID],
+        };
+        oids.iter().map(|o| PgOid::BuiltIn(*o)).collect()
+    }
+}
+
+/// The columns a queue table must have, with their types: Python pq's layout.
+const LAYOUT: &[(&str, pg_sys::BuiltinOid)] = &[
+    ("id", pg_sys::BuiltinOid::INT8OID),
+    ("enqueued_at", pg_sys::BuiltinOid::TIMESTAMPTZOID),
+    ("dequeued_at", pg_sys::BuiltinOid::TIMESTAMPTZOID),
+    ("expected_at", pg_sys::BuiltinOid::TIMESTAMPTZOID),
+    ("schedule_at", pg_sys::BuiltinOid::TIMESTAMPTZOID),
+    ("q_name", pg_sys::BuiltinOid::TEXTOID),
+    ("data", pg_sys::BuiltinOid::JSONBOID),
+];
+
+/// A checked queue table.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueTable {
+    pub oid: pg_sys::Oid,
+}
+
+thread_local! {
+    /// Tables whose layout was checked in this backend.
+    static CHECKED: RefCell<HashMap<pg_sys::Oid, ()>> = RefCell::new(HashMap::new());
+    /// Saved plans by (table, statement); plancache replans them when the table changes.
+    static PLANS: RefCell<HashMap<(pg_sys::Oid, Stmt), Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+impl QueueTable {
+    /// Checks that `oid` (a `regclass` argument) is a table with the queue layout.
+    ///
+    /// ```ignore
+    /// let t = QueueTable::resolve(tbl);   // raises 42809 for a table of another layout
+    /// ```
+    pub fn resolve(oid: Option<pg_sys::Oid>) -> QueueTable {
+        let oid = crate::error::require(oid, "tbl", "'queue'::regclass");
+        if CHECKED.with(|c| c.borrow().contains_key(&oid)) {
+            return QueueTable { oid };
+        }
+        let name = qualified_name(oid);
+        let kind = unsafe { pg_sys::get_rel_relkind(oid) } as u8;
+        if kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE {
+            raise(
+                ERRCODE_WRONG_OBJECT_TYPE,
+                format!("{name} is not a table"),
+                "pass a queue table, e.g. tbl => 'queue', or create one with pq_create_table('jobs')",
+            )
+        }
+        for (column, ty) in LAYOUT {
+            let cname = std::ffi::CString::new(*column).unwrap();
+            let found = unsafe {
+                let attnum = pg_sys::get_attnum(oid, cname.as_ptr());
+                (attnum != pg_sys::InvalidAttrNumber as i16)
+                    .then(|| pg_sys::get_atttype(oid, attnum))
+            };
+            if found != Some(pg_sys::Oid::from(*ty)) {
+                raise(
+                    ERRCODE_WRONG_OBJECT_TYPE,
+                    format!("{name} is not a pq queue table: it lacks column {column} of the queue layout"),
+                    "create queue tables with SELECT pq_create_table('jobs')",
+                )
+            }
+        }
+        CHECKED.with(|c| c.borrow_mut().insert(oid, ()));
+        QueueTable { oid }
+    }
+
+    /// Runs `f` with this table's prepared statement `stmt`, preparing it on first use.
+    pub fn with_plan<R>(
+        &self,
+        client: &SpiClient<'_>,
+        stmt: Stmt,
+        f: impl FnOnce(&OwnedPreparedStatement) -> R,
+    ) -> R {
+        let key = (self.oid, stmt);
+        let cached = PLANS.with(|p| p.borrow().get(&key).cloned());
+        let plan = cached.unwrap_or_else(|| {
+            let sql = stmt.text().replace("{table}", &qualified_name(self.oid));
+            let plan = client
+                .prepare_mut(sql.as_str(), &stmt.arg_types())
+                .unwrap_or_else(|e| panic!("preparing {stmt:?}: {e}"))
+                .keep();
+            let plan = Rc::new(plan);
+            PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
+            plan
+        });
+        f(&plan)
+    }
+}
+
+/// `"schema"."table"` for `oid`, each part quoted by PostgreSQL's own `quote_identifier`.
+pub fn qualified_name(oid: pg_sys::Oid) -> String {
+    unsafe {
+        let rel = pg_sys::get_rel_name(oid);
+        if rel.is_null() {
+            raise(
+                ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", oid.to_u32()),
+                "pass an existing queue table, e.g. tbl => 'queue'",
+            )
+        }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
+        let q = pg_sys::quote_qualified_identifier(nsp, rel);
+        std::ffi::CStr::from_ptr(q).to_string_lossy().into_owned()
+    }
+}

@@ -1,0 +1,207 @@
+//! Tests. `in_server`: `#[pg_test]`s, each inside one rolled-back transaction. `sessions`:
+//! several real connections to the same test cluster, for what one transaction cannot show.
+
+mod sessions;
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::datum::Interval;
+    use pgrx::prelude::*;
+
+    fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
+        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The test cluster is ready; `sessions` tests call this first to start it.
+    #[pg_test]
+    fn cluster_ready() {}
+
+    #[pg_test]
+    fn put_then_get_returns_the_job_with_python_pq_columns() {
+        let id = one::<i64>(r#"SELECT pq_put('t_basic', '{"kind":"Cox"}')"#).unwrap();
+        let row = Spi::get_three::<i64, String, i32>(
+            "SELECT id, data::text, size FROM pq_get('t_basic')",
+        )
+        .unwrap();
+        assert_eq!(row, (Some(id), Some(r#"{"kind": "Cox"}"#.to_string()), Some(15)));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_basic')"), Some(0));
+        let dequeued = one::<bool>(&format!("SELECT dequeued_at IS NOT NULL FROM queue WHERE id = {id}"));
+        assert_eq!(dequeued, Some(true));
+    }
+
+    #[pg_test]
+    fn the_readme_example_works_as_written() {
+        let id = one::<i64>(r#"SELECT pq_put('apples', '{"kind":"Cox"}', '5m')"#).unwrap();
+        let late = one::<bool>(&format!(
+            "SELECT schedule_at - now() = interval '5 minutes' FROM queue WHERE id = {id}"
+        ));
+        assert_eq!(late, Some(true));
+    }
+
+    /// Every time-spec form, as text, interval and timestamptz, for schedule_at and expected_at.
+    #[pg_test]
+    fn time_specs_resolve_from_now() {
+        let cases = [
+            ("'5m'", "5 minutes"),
+            ("'90s'", "90 seconds"),
+            ("'1h 30m'", "90 minutes"),
+            ("'2h30m'", "150 minutes"), // Python pq reads this as 2 hours
+            ("'1d'", "1 day"),
+            ("'2 hours'", "2 hours"),
+            ("'0s'", "0"),
+            ("interval '5 minutes'", "5 minutes"),
+            ("now() + interval '3 hours'", "3 hours"),
+            ("'2100-01-01 00:00:00+00'", "__absolute"),
+        ];
+        for (spec, expect) in cases {
+            for column in ["schedule_at", "expected_at"] {
+                let id = if column == "schedule_at" {
+                    one::<i64>(&format!("SELECT pq_put('t_spec', '{{}}', {spec})"))
+                } else {
+                    one::<i64>(&format!(
+                        "SELECT pq_put('t_spec', '{{}}', NULL::{ty}, {spec})",
+                        ty = if spec.starts_with("interval") {
+                            "interval"
+                        } else if spec.starts_with("now()") {
+                            "timestamptz"
+                        } else {
+                            "text"
+                        }
+                    ))
+                }
+                .unwrap();
+                let check = if expect == "__absolute" {
+                    format!("SELECT {column} = '2100-01-01 00:00:00+00' FROM queue WHERE id = {id}")
+                } else {
+                    format!("SELECT {column} - now() = interval '{expect}' FROM queue WHERE id = {id}")
+                };
+                assert_eq!(one::<bool>(&check), Some(true), "{spec} as {column}");
+            }
+        }
+    }
+
+    #[pg_test]
+    fn priority_then_fifo_and_scheduled_jobs_wait() {
+        Spi::run(
+            r#"SELECT pq_put('t_order', '{"n":1}');
+               SELECT pq_put('t_order', '{"n":2}', expected_at => '2h');
+               SELECT pq_put('t_order', '{"n":3}', expected_at => '1h');
+               SELECT pq_put('t_order', '{"n":4}');
+               SELECT pq_put('t_order', '{"n":5}', '1h');
+               SELECT pq_put('t_order', '{"n":6}', now() - interval '1 minute');"#,
+        )
+        .unwrap();
+        let mut order = Vec::new();
+        while let Some(n) = one::<i32>("SELECT (SELECT (data->>'n')::int FROM pq_get('t_order'))") {
+            order.push(n);
+        }
+        // expected_at earliest first, then jobs without one by id; n=5 is not due yet.
+        assert_eq!(order, vec![3, 2, 1, 4, 6]);
+        assert_eq!(one::<i64>("SELECT pq_len('t_order')"), Some(0));
+    }
+
+    #[pg_test]
+    fn batch_put_and_batch_get() {
+        let ids: Vec<i64> = Spi::connect(|c| {
+            c.select(
+                r#"SELECT * FROM pq_put_many('t_batch', ARRAY['{"n":1}','{"n":2}','{"n":3}']::jsonb[])"#,
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<i64>(1).unwrap().unwrap())
+            .collect()
+        });
+        assert_eq!(ids.len(), 3);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in array order");
+        let got = one::<String>("SELECT string_agg(data->>'n', ',') FROM pq_get('t_batch', batch_size => 2)");
+        assert_eq!(got.as_deref(), Some("1,2"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_batch', batch_size => 5)"), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_put_many('t_batch', '{}'::jsonb[])"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn len_clear_update_channel() {
+        Spi::run(
+            r#"SELECT pq_put('t_admin', '{"a":1}'); SELECT pq_put('t_admin', '{"a":2}');
+               SELECT pq_put('t_admin', '{"a":3}', '1h');"#,
+        )
+        .unwrap();
+        assert_eq!(one::<i64>("SELECT pq_len('t_admin')"), Some(2));
+        let id = one::<i64>("SELECT min(id) FROM queue WHERE q_name = 't_admin'").unwrap();
+        assert_eq!(one::<bool>(&format!(r#"SELECT pq_update('t_admin', {id}, '{{"a":9}}')"#)), Some(true));
+        assert_eq!(one::<bool>(r#"SELECT pq_update('t_admin', -1, '{"a":9}')"#), Some(false));
+        assert_eq!(one::<bool>(r#"SELECT pq_update('other', -1, '{"a":9}')"#), Some(false));
+        assert_eq!(one::<String>("SELECT data->>'a' FROM pq_get('t_admin')").as_deref(), Some("9"));
+        assert_eq!(one::<i64>("SELECT pq_clear('t_admin')"), Some(3));
+        assert_eq!(one::<i64>("SELECT count(*) FROM queue WHERE q_name = 't_admin'"), Some(0));
+        assert_eq!(one::<String>("SELECT pq_channel('apples')").as_deref(), Some("apples"));
+        let long = "x".repeat(64);
+        assert_eq!(
+            one::<String>(&format!("SELECT pq_channel('{long}')")),
+            one::<String>(&format!("SELECT 'pq_' || md5('{long}')"))
+        );
+    }
+
+    #[pg_test]
+    fn stats_count_ready_scheduled_done() {
+        Spi::run(
+            r#"SELECT pq_put('t_stats', '{}'); SELECT pq_put('t_stats', '{}');
+               SELECT pq_put('t_stats', '{}', '1h'); SELECT pq_put('t_stats', '{}');"#,
+        )
+        .unwrap();
+        Spi::run("SELECT * FROM pq_get('t_stats')").unwrap();
+        // Our own claim is not yet committed, but this session sees its own update.
+        let row = Spi::get_three::<i64, i64, i64>(
+            "SELECT ready, scheduled, done FROM pq_stats WHERE queue = 't_stats'",
+        )
+        .unwrap();
+        assert_eq!(row, (Some(2), Some(1), Some(1)));
+        let age = one::<Interval>("SELECT oldest_ready_age FROM pq_stats() WHERE queue = 't_stats'");
+        assert!(age.is_some());
+    }
+
+    #[pg_test]
+    fn other_queue_tables_work_with_every_function() {
+        Spi::run("SELECT pq_create_table('jobs'); CREATE SCHEMA app; SELECT pq_create_table('app.\"My Jobs\"')")
+            .unwrap();
+        for tbl in ["'jobs'", r#"'app."My Jobs"'"#] {
+            let id = one::<i64>(&format!(r#"SELECT pq_put('q', '{{"x":1}}', tbl => {tbl})"#)).unwrap();
+            Spi::run(&format!("SELECT * FROM pq_put_many('q', ARRAY['{{}}']::jsonb[], tbl => {tbl})")).unwrap();
+            assert_eq!(one::<i64>(&format!("SELECT pq_len('q', {tbl})")), Some(2));
+            assert_eq!(one::<i64>(&format!("SELECT pq_len('q')")), Some(0), "default table untouched");
+            assert_eq!(one::<i64>(&format!("SELECT id FROM pq_get('q', tbl => {tbl})")), Some(id));
+            assert_eq!(one::<bool>(&format!("SELECT pq_update('q', {id}, '{{}}', {tbl})")), Some(true));
+            assert_eq!(one::<i64>(&format!("SELECT done FROM pq_stats({tbl})")), Some(1));
+            assert_eq!(one::<i64>(&format!("SELECT pq_clear('q', {tbl})")), Some(2));
+        }
+    }
+
+    #[pg_test]
+    fn blocking_get_returns_a_job_that_becomes_due() {
+        Spi::run("SELECT pq_put('t_due', '{}', now() + interval '300 ms')").unwrap();
+        // now() is the transaction start; the job is due 300 ms later by the clock.
+        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_due')"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_due', '5s')"), Some(1));
+    }
+
+    #[pg_test]
+    fn blocking_get_times_out_empty() {
+        let t0 = std::time::Instant::now();
+        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_empty', '200ms')"), Some(0));
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(200));
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
