@@ -1,0 +1,49 @@
+-- Python pq's apple examples (its documentation, chapters 3-5), in SQL.
+\pset footer off
+\timing off
+\set ECHO queries
+
+CREATE EXTENSION IF NOT EXISTS pq;
+
+\echo
+\echo '## Methods: put three apples, then get them back (first in, first out)'
+SELECT pq_put('apples', '{"kind":"Cox"}');
+SELECT pq_put('apples', '{"kind":"Arthur Turner"}');
+SELECT pq_put('apples', '{"kind":"Golden Delicious"}');
+SELECT pq_len('apples') AS ready;
+SELECT id, data, size, schedule_at FROM pq_get('apples');
+SELECT 'umm, ' || (data->>'kind') || ' apples taste good.' AS eat FROM pq_get('apples');
+SELECT id, data FROM pq_get('apples', batch_size => 10);
+SELECT count(*) AS left_over FROM pq_get('apples');
+
+\echo
+\echo '## Scheduling: not pulled until later'
+SELECT pq_put('apples', '{"kind":"Cox"}', '5m') AS scheduled_in_5m;
+SELECT count(*) AS returned_now FROM pq_get('apples');
+SELECT pq_put('apples', '{"kind":"Jazz"}', '1s') AS due_in_1s;
+\echo 'a blocking get waits in the server until the job is due (about a second):'
+\timing on
+SELECT data FROM pq_get('apples', timeout => '3s');
+\timing off
+
+\echo
+\echo '## Priority: an earlier expected_at goes first'
+SELECT pq_put('apples', '{"kind":"Braeburn"}', expected_at => '2h');
+SELECT pq_put('apples', '{"kind":"Fuji"}', expected_at => '5m');
+SELECT pq_put('apples', '{"kind":"Gala"}');
+SELECT data->>'kind' AS kind, expected_at - now() AS expected_in FROM pq_get('apples', batch_size => 3);
+\echo 'scheduling and priority combined: ready in 1h, then ranked by an expectation of 2h'
+SELECT pq_put('apples', '{"kind":"Cox"}', '1h', '2h');
+
+\echo
+\echo '## Transactions: a job taken in a transaction that rolls back returns to the queue'
+SELECT pq_put('apples', '{"kind":"Russet"}') AS russet;
+BEGIN;
+SELECT id, data FROM pq_get('apples');
+\echo '... the work fails, so:'
+ROLLBACK;
+SELECT id, data FROM pq_get('apples');
+
+\echo
+\echo '## Stats per queue'
+SELECT * FROM pq_stats;
