@@ -92,3 +92,67 @@ COMMENT ON FUNCTION pq_stats(regclass) IS
 
 CREATE VIEW pq_stats AS SELECT * FROM @extschema@.pq_stats();
 COMMENT ON VIEW pq_stats IS 'pq_stats() of the extension''s queue table';
+
+-- Tasks. pq_put_task and pq_work have no SET clause: they resolve the function name, and run
+-- tasks, in the caller's search_path, and pin it themselves around every statement of pq's own.
+
+CREATE FUNCTION pq_put_task(
+    queue text, function text, args jsonb DEFAULT '[]', kwargs jsonb DEFAULT '{}',
+    schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
+    max_retries integer DEFAULT 0, retry_in text DEFAULT '30s',
+    tbl regclass DEFAULT '@extschema@.queue')
+RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_put_task_wrapper';
+COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass) IS
+'Enqueues a task calling a SQL function, checked now. Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
+
+CREATE FUNCTION pq_work(
+    queue text, burst boolean DEFAULT true, timeout interval DEFAULT '1s',
+    max_jobs integer DEFAULT NULL, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS TABLE (id bigint, function text, outcome text, attempt integer, sqlstate text, message text)
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_work_wrapper';
+COMMENT ON FUNCTION pq_work(text, boolean, interval, integer, regclass) IS
+'Performs ready SQL tasks in this transaction, one subtransaction each. Example: SELECT * FROM pq_work(''default'')';
+
+CREATE FUNCTION pq_requeue(id bigint, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pq_requeue_wrapper';
+COMMENT ON FUNCTION pq_requeue(bigint, regclass) IS
+'Puts a failed task job back in its queue. Example: SELECT pq_requeue(id) FROM pq_failed';
+
+-- Commits after each job, so a long run never holds every claimed job until one final
+-- commit. A procedure that commits cannot have a SET clause, so every name and operator here
+-- is schema-qualified instead.
+CREATE PROCEDURE pq_work_loop(
+    queue text, max_jobs integer DEFAULT NULL, burst boolean DEFAULT true,
+    timeout interval DEFAULT '1s', tbl regclass DEFAULT '@extschema@.queue')
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    performed integer := 0;
+    got integer;
+BEGIN
+    LOOP
+        EXIT WHEN max_jobs IS NOT NULL AND performed OPERATOR(pg_catalog.>=) max_jobs;
+        SELECT pg_catalog.count(*) INTO got FROM @extschema@.pq_work(queue, burst, timeout, 1, tbl);
+        EXIT WHEN got OPERATOR(pg_catalog.=) 0;
+        performed := performed OPERATOR(pg_catalog.+) got;
+        COMMIT;
+    END LOOP;
+END
+$proc$;
+COMMENT ON PROCEDURE pq_work_loop(text, integer, boolean, interval, regclass) IS
+'Performs tasks, committing after each. Example: CALL pq_work_loop(''default'')';
+
+CREATE VIEW pq_failed AS
+SELECT q.id, q.q_name AS queue, q.data->>'function' AS function,
+       (q.data->>'retried')::integer AS retried,
+       q.data->'errors'->-1->>'sqlstate' AS sqlstate,
+       q.data->'errors'->-1->>'message' AS message,
+       (q.data->>'failed_at')::timestamptz AS failed_at,
+       q.data->'errors' AS errors
+FROM @extschema@.queue q
+WHERE q.dequeued_at IS NOT NULL AND q.data ? 'failed_at';
+COMMENT ON VIEW pq_failed IS 'Task jobs that failed for good, with their last error';

@@ -55,18 +55,25 @@ pub struct Job {
 /// a lock attempt only when reached.
 const MORE_CANDIDATES: i64 = 16;
 
-/// Claims up to `limit` ready jobs of `queue` in `table`, without waiting. Payloads are
+/// Claims up to `limit` ready jobs of `queue` in `table`, without waiting; with `only`, just
+/// jobs whose `data->>'function'` is `LIKE` it. Payloads are
 /// copied into `memcx`, which must outlive the caller's use of them (for an SRF: the query).
 ///
 /// ```ignore
-/// let jobs = claim::claim(&table, "apples", 1, &mut memcx); // zero or one job
+/// let jobs = claim::claim(&table, "apples", None, 1, &mut memcx); // zero or one job
 /// ```
-pub fn claim(table: &QueueTable, queue: &str, limit: usize, memcx: &mut PgMemoryContexts) -> Vec<Job> {
+pub fn claim(
+    table: &QueueTable,
+    queue: &str,
+    only: Option<&str>,
+    limit: usize,
+    memcx: &mut PgMemoryContexts,
+) -> Vec<Job> {
     Spi::connect(|client| {
         let mut jobs = Vec::new();
         table.with_plan(client, Stmt::Candidates, |candidates| {
             let mut cursor = client
-                .try_open_cursor(candidates, &[queue.into(), clock().into()])
+                .try_open_cursor(candidates, &[queue.into(), clock().into(), only.into()])
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
             let mut want = limit as i64;
             loop {

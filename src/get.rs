@@ -55,7 +55,7 @@ fn pq_get(
     // function's own context, not the per-call one the executor resets between rows.
     let mut memcx = PgMemoryContexts::For(unsafe { (*(*fcinfo).flinfo).fn_mcxt });
     let jobs = if timeout == Some(Duration::ZERO) {
-        crate::claim::claim(&table, queue, limit, &mut memcx)
+        crate::claim::claim(&table, queue, None, limit, &mut memcx)
     } else {
         if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
             raise(
@@ -64,7 +64,7 @@ fn pq_get(
                 "wait in a READ COMMITTED transaction, or pass timeout => '0'",
             )
         }
-        wait::get(&table, queue, timeout, limit, &mut memcx)
+        wait::get(&table, queue, None, timeout, limit, &mut memcx)
     };
     TableIterator::new(jobs.into_iter().map(row))
 }

@@ -14,6 +14,10 @@
 //! | `wait`     | blocking waits and waking waiters at commit                     |
 //! | `notify`   | `NOTIFY` on the queue's channel                                 |
 //! | `admin`    | `pq_len`, `pq_clear`, `pq_update`, `pq_stats`                   |
+//! | `task`     | task jobs: `pq_put_task`, building a task's function call       |
+//! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
+//! | `worker`   | background workers performing tasks for configured queues      |
+//! | `search_path` | pinning `search_path` around pq's own statements            |
 //! | `error`    | SQLSTATE-carrying errors for bad input                          |
 //!
 //! ```sql
@@ -32,17 +36,24 @@ mod notify;
 mod put;
 mod table;
 mod timespec;
+mod search_path;
+mod subxact;
+mod task;
 mod wait;
+mod work;
+mod worker;
 
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/api.sql", name = "api", finalize);
 
-/// Library load: hook the commit that wakes blocked getters.
+/// Library load: hook the commit that wakes blocked getters; define the worker GUCs and,
+/// when preloaded, register the background workers.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     unsafe { pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut()) };
+    worker::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

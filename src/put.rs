@@ -29,9 +29,20 @@ fn put<S: TimeSpec>(
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
+    insert(&table, queue, data, schedule_at, expected_at)
+}
+
+/// Inserts one job with `data` (a jsonb argument) and announces it; returns its id.
+pub fn insert(
+    table: &QueueTable,
+    queue: &str,
+    data: DatumWithOid<'_>,
+    schedule_at: Option<TimestampWithTimeZone>,
+    expected_at: Option<TimestampWithTimeZone>,
+) -> i64 {
     let id = Spi::connect(|client| {
         table.with_plan(client, Stmt::Put, |plan| {
-            let args = [queue.into(), data.into(), schedule_at.into(), expected_at.into()];
+            let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
             client
                 .select(plan, None, &args)
                 .and_then(|rows| rows.first().get_one::<i64>())
@@ -39,7 +50,7 @@ fn put<S: TimeSpec>(
                 .expect("INSERT ... RETURNING id returns the id")
         })
     });
-    announce(&table, queue);
+    announce(table, queue);
     id
 }
 
@@ -50,7 +61,7 @@ fn jsonb_arg<'a>(datum: pg_sys::Datum, ty: pg_sys::BuiltinOid) -> DatumWithOid<'
 }
 
 /// Tells listeners and blocked getters about new jobs in `queue`, at commit.
-fn announce(table: &QueueTable, queue: &str) {
+pub fn announce(table: &QueueTable, queue: &str) {
     notify::notify(queue);
     wait::wake_on_commit(table, queue);
 }

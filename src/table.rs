@@ -26,6 +26,8 @@ pub enum Stmt {
     Clear,
     Update,
     Stats,
+    TaskOutcome,
+    Requeue,
 }
 
 impl Stmt {
@@ -40,6 +42,8 @@ impl Stmt {
             Stmt::Clear => include_str!("queries/clear.sql"),
             Stmt::Update => include_str!("queries/update.sql"),
             Stmt::Stats => include_str!("queries/stats.sql"),
+            Stmt::TaskOutcome => include_str!("queries/task_outcome.sql"),
+            Stmt::Requeue => include_str!("queries/requeue.sql"),
         }
     }
 
@@ -48,11 +52,14 @@ impl Stmt {
         let oids: &[pg_sys::BuiltinOid] = match self {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
-            Stmt::Candidates | Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
+            Stmt::Candidates => &[TEXTOID, TIMESTAMPTZOID, TEXTOID],
+            Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
             Stmt::Len | Stmt::Clear => &[TEXTOID],
             Stmt::Claim => &[INT8OID],
             Stmt::Update => &[TEXTOID, INT8OID, JSONBOID],
             Stmt::Stats => &[OIDOID],
+            Stmt::TaskOutcome => &[INT8OID, JSONBOID, BOOLOID, TIMESTAMPTZOID],
+            Stmt::Requeue => &[INT8OID],
         };
         oids.iter().map(|o| PgOid::BuiltIn(*o)).collect()
     }

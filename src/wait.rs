@@ -102,11 +102,12 @@ unsafe fn wake(tags: &[u32]) {
 /// first to become ready. Interruptible by `statement_timeout` and `pg_cancel_backend`.
 ///
 /// ```ignore
-/// let jobs = wait::get(&table, "apples", Some(Duration::from_secs(5)), 1, &mut memcx);
+/// let jobs = wait::get(&table, "apples", None, Some(Duration::from_secs(5)), 1, &mut memcx);
 /// ```
 pub fn get(
     table: &QueueTable,
     queue: &str,
+    only: Option<&str>,
     timeout: Option<Duration>,
     limit: usize,
     memcx: &mut PgMemoryContexts,
@@ -119,7 +120,7 @@ pub fn get(
             *pg_sys::my_wait_event_info = tag;
             pg_sys::ResetLatch(pg_sys::MyLatch);
         }
-        let jobs = claim(table, queue, limit, memcx);
+        let jobs = claim(table, queue, only, limit, memcx);
         unsafe { *pg_sys::my_wait_event_info = 0 };
         if !jobs.is_empty() {
             return jobs;

@@ -2,6 +2,7 @@
 //! several real connections to the same test cluster, for what one transaction cannot show.
 
 mod sessions;
+mod tasks;
 
 #[pgrx::pg_schema]
 mod tests {
@@ -201,7 +202,14 @@ mod tests {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
+    /// Preloaded, with background workers for queue `bg_tasks` (see `sessions`).
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec![
+            "shared_preload_libraries = 'pq'",
+            "pq.worker_queues = 'bg_tasks'",
+            "pq.worker_database = 'pgrx_tests'",
+            "pq.worker_role = 'postgres'",
+            "pq.workers_per_queue = 2",
+        ]
     }
 }

@@ -1,0 +1,128 @@
+//! Background workers: perform tasks continuously for configured queues, started and stopped
+//! with the server. Needs `shared_preload_libraries = 'pq'` and, in postgresql.conf:
+//!
+//! ```text
+//! pq.worker_queues = 'default,emails'   # queues to work (of the extension's queue table)
+//! pq.worker_database = 'app'            # database the extension is installed in
+//! pq.worker_role = 'pq_worker'          # role tasks run as (required: never a superuser by default)
+//! pq.workers_per_queue = 1
+//! ```
+//!
+//! Each worker commits after every job. A task that errors is recorded (see `work`) and the
+//! worker goes on; anything else that errors ends the worker, which the postmaster restarts
+//! after five seconds.
+
+use crate::work::{work, Options};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+use std::time::Duration;
+
+static QUEUES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static PER_QUEUE: GucSetting<i32> = GucSetting::<i32>::new(1);
+
+/// How long a worker waits for a job inside one transaction before committing and looking
+/// again (it wakes at once when a job is put).
+const WAIT: Duration = Duration::from_secs(1);
+
+/// Defines the GUCs and, when preloaded, registers the workers. Called from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"pq.worker_queues",
+        c"Queues the pq background workers perform tasks for, comma separated.",
+        c"Needs shared_preload_libraries = 'pq'. Empty: no workers.",
+        &QUEUES,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pq.worker_database",
+        c"Database the pq background workers connect to.",
+        c"The database where CREATE EXTENSION pq was run.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pq.worker_role",
+        c"Role the pq background workers run tasks as.",
+        c"Required for workers to start; tasks get exactly this role's privileges.",
+        &ROLE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pq.workers_per_queue",
+        c"Background workers per queue in pq.worker_queues.",
+        c"",
+        &PER_QUEUE,
+        1,
+        64,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    let queues = setting(&QUEUES).unwrap_or_default();
+    let queues: Vec<&str> = queues.split(',').map(str::trim).filter(|q| !q.is_empty()).collect();
+    if queues.is_empty() {
+        return;
+    }
+    if setting(&ROLE).is_none() {
+        pgrx::warning!("pq: pq.worker_queues is set but pq.worker_role is not; no workers started");
+        return;
+    }
+    for queue in queues {
+        for n in 1..=PER_QUEUE.get() {
+            BackgroundWorkerBuilder::new(&format!("pq worker {queue} #{n}"))
+                .set_type("pq worker")
+                .set_library("pq")
+                .set_function("pq_worker_main")
+                .set_extra(queue)
+                .enable_spi_access()
+                .set_restart_time(Some(Duration::from_secs(5)))
+                .load();
+        }
+    }
+}
+
+fn setting(g: &GucSetting<Option<CString>>) -> Option<String> {
+    g.get().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
+
+/// A worker's main loop: one job per transaction, until the server stops.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
+    let queue = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = setting(&DATABASE);
+    let role = setting(&ROLE);
+    BackgroundWorker::connect_worker_to_spi(database.as_deref(), role.as_deref());
+    log!("pq worker for queue {queue:?} started");
+    let opts = Options { burst: false, timeout: WAIT, max_jobs: Some(1) };
+    while !BackgroundWorker::sigterm_received() {
+        let ready = BackgroundWorker::transaction(|| {
+            let table = extension_table();
+            if let Some(table) = table {
+                work(&table, &queue, &opts);
+            }
+            table.is_some()
+        });
+        if !ready {
+            // The extension is not created yet in this database; look again later.
+            BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
+        }
+    }
+    log!("pq worker for queue {queue:?} stopped");
+}
+
+/// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.
+fn extension_table() -> Option<crate::table::QueueTable> {
+    let oid = Spi::get_one::<pg_sys::Oid>(include_str!("queries/extension_table.sql")).ok().flatten()?;
+    Some(crate::table::QueueTable::resolve(Some(oid)))
+}
