@@ -252,3 +252,78 @@ fn a_hostile_search_path_changes_nothing() {
     assert_eq!(evil, 0);
     c.batch_execute("RESET search_path; DROP SCHEMA evil CASCADE").unwrap();
 }
+
+fn create_task_functions(c: &mut Client, suffix: &str) {
+    c.batch_execute(&format!(
+        r#"CREATE TABLE IF NOT EXISTS eaten_{suffix} (kind text, at timestamptz DEFAULT clock_timestamp());
+           CREATE OR REPLACE FUNCTION eat_{suffix}(kind text) RETURNS void LANGUAGE sql
+               AS $$ INSERT INTO eaten_{suffix} (kind) VALUES (kind) $$;
+           CREATE OR REPLACE FUNCTION rot_{suffix}(kind text) RETURNS void LANGUAGE plpgsql
+               AS $$ BEGIN RAISE EXCEPTION 'rotten %', kind; END $$;"#
+    ))
+    .unwrap();
+}
+
+/// `CALL pq_work_loop` commits after each job: another session sees each job's work as soon as
+/// it is done, not at the end of the run.
+#[test]
+fn the_committing_procedure_commits_after_each_job() {
+    let mut c = connect();
+    create_task_functions(&mut c, "loop");
+    c.batch_execute(
+        r#"CREATE OR REPLACE FUNCTION slow_loop(n int) RETURNS void LANGUAGE sql
+               AS $$ SELECT pg_sleep(0.3); INSERT INTO eaten_loop (kind) VALUES (n::text) $$;
+           SELECT pq_put_task('s_loop', 'slow_loop(int)', format('[%s]', i)::jsonb) FROM generate_series(1, 5) i;"#,
+    )
+    .unwrap();
+    let runner = thread::spawn(move || {
+        c.batch_execute("CALL pq_work_loop('s_loop')").unwrap();
+    });
+    let mut watcher = connect();
+    thread::sleep(Duration::from_millis(800));
+    let midway: i64 = watcher.query_one("SELECT count(*) FROM eaten_loop", &[]).unwrap().get(0);
+    runner.join().unwrap();
+    let done: i64 = watcher.query_one("SELECT count(*) FROM eaten_loop", &[]).unwrap().get(0);
+    assert!((1..5).contains(&midway), "saw {midway} of 5 while the loop ran");
+    assert_eq!(done, 5);
+    let left: i64 = watcher.query_one("SELECT pq_len('s_loop')", &[]).unwrap().get(0);
+    assert_eq!(left, 0);
+}
+
+/// The test cluster preloads pq with two workers for queue `bg_tasks` (see `pg_test`): they
+/// drain jobs put from another connection, and a failing task does not stop them.
+#[test]
+fn background_workers_drain_a_queue_while_jobs_are_put() {
+    let mut c = connect();
+    create_task_functions(&mut c, "bg");
+    let n = 200;
+    for i in 0..n {
+        let f = if i % 50 == 7 { "rot_bg(text)" } else { "eat_bg(text)" };
+        c.execute("SELECT pq_put_task('bg_tasks', $1, jsonb_build_array($2::text))", &[&f, &i.to_string()])
+            .unwrap();
+        if i % 20 == 0 {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: i64 = c
+            .query_one("SELECT count(*) FROM queue WHERE q_name = 'bg_tasks' AND dequeued_at IS NULL", &[])
+            .unwrap()
+            .get(0);
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending} jobs still pending");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let eaten: i64 = c.query_one("SELECT count(DISTINCT kind) FROM eaten_bg", &[]).unwrap().get(0);
+    let failed: i64 = c.query_one("SELECT count(*) FROM pq_failed WHERE queue = 'bg_tasks'", &[]).unwrap().get(0);
+    assert_eq!(eaten, n as i64 - 4);
+    assert_eq!(failed, 4);
+    let workers: i64 = c
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq worker'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(workers, 2, "both workers still running");
+}
