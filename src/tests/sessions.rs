@@ -327,3 +327,43 @@ fn background_workers_drain_a_queue_while_jobs_are_put() {
         .get(0);
     assert_eq!(workers, 2, "both workers still running");
 }
+
+/// pq_work is a claim path too: four sessions performing the same queue perform each task
+/// exactly once.
+#[test]
+fn four_sessions_performing_tasks_perform_each_exactly_once() {
+    let mut c = connect();
+    create_task_functions(&mut c, "wdrain");
+    c.batch_execute(
+        "SELECT pq_put_task('s_work_drain', 'eat_wdrain(text)', jsonb_build_array(i::text)) FROM generate_series(1, 600) i",
+    )
+    .unwrap();
+    let start = Arc::new(Barrier::new(4));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect();
+                start.wait();
+                let mut performed = 0i64;
+                loop {
+                    let n: i64 = c
+                        .query_one("SELECT count(*) FROM pq_work('s_work_drain', max_jobs => 5)", &[])
+                        .unwrap()
+                        .get(0);
+                    if n == 0 {
+                        return performed;
+                    }
+                    performed += n;
+                }
+            })
+        })
+        .collect();
+    let performed: i64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(performed, 600);
+    let (rows, distinct): (i64, i64) = {
+        let r = c.query_one("SELECT count(*), count(DISTINCT kind) FROM eaten_wdrain", &[]).unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((rows, distinct), (600, 600), "each task performed exactly once");
+}
