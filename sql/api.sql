@@ -44,14 +44,14 @@ COMMENT ON FUNCTION pq_put_many(text, jsonb[], text, text, regclass) IS
 
 CREATE FUNCTION pq_get(
     queue text, timeout interval DEFAULT '0', batch_size integer DEFAULT 1,
-    tbl regclass DEFAULT '@extschema@.queue')
+    tbl regclass DEFAULT '@extschema@.queue', functions text[] DEFAULT NULL)
 RETURNS TABLE (id bigint, data jsonb, size integer, enqueued_at timestamptz,
                schedule_at timestamptz, expected_at timestamptz)
 LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_get_wrapper';
-COMMENT ON FUNCTION pq_get(text, interval, integer, regclass) IS
-'Claims up to batch_size ready jobs for this transaction, waiting up to timeout (NULL: until interrupted). Example: SELECT * FROM pq_get(''apples'', ''5s'')';
+COMMENT ON FUNCTION pq_get(text, interval, integer, regclass, text[]) IS
+'Claims up to batch_size ready jobs for this transaction, waiting up to timeout (NULL: until interrupted); with functions, only task jobs naming one of them. Example: SELECT * FROM pq_get(''apples'', ''5s'')';
 
 CREATE FUNCTION pq_len(queue text, tbl regclass DEFAULT '@extschema@.queue')
 RETURNS bigint LANGUAGE c STABLE PARALLEL SAFE
@@ -121,6 +121,13 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_requeue_wrapper';
 COMMENT ON FUNCTION pq_requeue(bigint, regclass) IS
 'Puts a failed task job back in its queue. Example: SELECT pq_requeue(id) FROM pq_failed';
+
+CREATE FUNCTION pq_task_failed(id bigint, sqlstate text, message text, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS text LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pq_task_failed_wrapper';
+COMMENT ON FUNCTION pq_task_failed(bigint, text, text, regclass) IS
+'For client workers: records that a task job claimed in this transaction failed; retries or fails it as pq_work does and returns ''retry'' or ''failed''. Example: SELECT pq_task_failed(42, ''P0001'', ''no apples'')';
 
 -- Commits after each job, so a long run never holds every claimed job until one final
 -- commit. A procedure that commits cannot have a SET clause, so every name and operator here

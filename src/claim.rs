@@ -16,6 +16,17 @@ use pgrx::PgMemoryContexts;
 use pgrx::direct_function_call;
 use pgrx::spi::SpiClient;
 
+/// Which jobs a claim may take, by their `data->>'function'`.
+#[derive(Clone, Copy)]
+pub enum Only<'a> {
+    /// Every job (`pq_get`).
+    All,
+    /// Functions `LIKE` this pattern (`pq_work`: SQL tasks).
+    Like(&'a str),
+    /// Functions with these names (a client worker's handlers).
+    AnyOf(&'a [String]),
+}
+
 /// A job's jsonb payload as PostgreSQL stored it: handed from the table to the caller
 /// without decoding into Rust values and back.
 #[derive(Clone, Copy)]
@@ -55,25 +66,29 @@ pub struct Job {
 /// a lock attempt only when reached.
 const MORE_CANDIDATES: i64 = 16;
 
-/// Claims up to `limit` ready jobs of `queue` in `table`, without waiting; with `only`, just
-/// jobs whose `data->>'function'` is `LIKE` it. Payloads are
+/// Claims up to `limit` ready jobs of `queue` in `table` that `only` admits, without waiting. Payloads are
 /// copied into `memcx`, which must outlive the caller's use of them (for an SRF: the query).
 ///
 /// ```ignore
-/// let jobs = claim::claim(&table, "apples", None, 1, &mut memcx); // zero or one job
+/// let jobs = claim::claim(&table, "apples", Only::All, 1, &mut memcx); // zero or one job
 /// ```
 pub fn claim(
     table: &QueueTable,
     queue: &str,
-    only: Option<&str>,
+    only: Only<'_>,
     limit: usize,
     memcx: &mut PgMemoryContexts,
 ) -> Vec<Job> {
+    let (like, names) = match only {
+        Only::All => (None, None),
+        Only::Like(pattern) => (Some(pattern), None),
+        Only::AnyOf(names) => (None, Some(names.to_vec())),
+    };
     Spi::connect(|client| {
         let mut jobs = Vec::new();
         table.with_plan(client, Stmt::Candidates, |candidates| {
             let mut cursor = client
-                .try_open_cursor(candidates, &[queue.into(), clock().into(), only.into()])
+                .try_open_cursor(candidates, &[queue.into(), clock().into(), like.into(), names.into()])
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
             let mut want = limit as i64;
             loop {

@@ -1,6 +1,6 @@
 //! Get: the SQL face of claiming, `pq_get(queue, timeout, batch_size, tbl)`.
 
-use crate::claim::{Job, Payload};
+use crate::claim::{Job, Only, Payload};
 use crate::error::{raise, require_queue};
 use crate::table::QueueTable;
 use crate::wait;
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 /// Claims up to `batch_size` ready jobs of `queue` for the current transaction, waiting up to
 /// `timeout` (default `'0'`: no wait; NULL: until interrupted) for the first. Commit consumes
-/// the jobs, rollback returns them.
+/// the jobs, rollback returns them. With `functions`, only task jobs naming one of them (a
+/// client worker's handlers).
 ///
 /// ```sql
 /// BEGIN;
@@ -28,6 +29,7 @@ fn pq_get(
     timeout: Option<Interval>,
     batch_size: Option<i32>,
     tbl: Option<pg_sys::Oid>,
+    functions: Option<Vec<String>>,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> TableIterator<
     'static,
@@ -51,11 +53,12 @@ fn pq_get(
     };
     let timeout = timeout.map(duration);
     let table = QueueTable::resolve(tbl);
+    let only = functions.as_deref().map_or(Only::All, Only::AnyOf);
     // Rows are handed out one per call; payloads must live as long as the query, in the
     // function's own context, not the per-call one the executor resets between rows.
     let mut memcx = PgMemoryContexts::For(unsafe { (*(*fcinfo).flinfo).fn_mcxt });
     let jobs = if timeout == Some(Duration::ZERO) {
-        crate::claim::claim(&table, queue, None, limit, &mut memcx)
+        crate::claim::claim(&table, queue, only, limit, &mut memcx)
     } else {
         if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
             raise(
@@ -64,7 +67,7 @@ fn pq_get(
                 "wait in a READ COMMITTED transaction, or pass timeout => '0'",
             )
         }
-        wait::get(&table, queue, None, timeout, limit, &mut memcx)
+        wait::get(&table, queue, only, timeout, limit, &mut memcx)
     };
     TableIterator::new(jobs.into_iter().map(row))
 }

@@ -28,6 +28,7 @@ pub enum Stmt {
     Stats,
     TaskOutcome,
     Requeue,
+    JobData,
 }
 
 impl Stmt {
@@ -44,6 +45,7 @@ impl Stmt {
             Stmt::Stats => include_str!("queries/stats.sql"),
             Stmt::TaskOutcome => include_str!("queries/task_outcome.sql"),
             Stmt::Requeue => include_str!("queries/requeue.sql"),
+            Stmt::JobData => include_str!("queries/job_data.sql"),
         }
     }
 
@@ -52,14 +54,14 @@ impl Stmt {
         let oids: &[pg_sys::BuiltinOid] = match self {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
-            Stmt::Candidates => &[TEXTOID, TIMESTAMPTZOID, TEXTOID],
+            Stmt::Candidates => &[TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID],
             Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
             Stmt::Len | Stmt::Clear => &[TEXTOID],
             Stmt::Claim => &[INT8OID],
             Stmt::Update => &[TEXTOID, INT8OID, JSONBOID],
             Stmt::Stats => &[OIDOID],
             Stmt::TaskOutcome => &[INT8OID, JSONBOID, BOOLOID, TIMESTAMPTZOID],
-            Stmt::Requeue => &[INT8OID],
+            Stmt::Requeue | Stmt::JobData => &[INT8OID],
         };
         oids.iter().map(|o| PgOid::BuiltIn(*o)).collect()
     }

@@ -11,7 +11,7 @@
 //! waiter's check and its sleep. A waiter whose queue has future jobs sleeps no longer than
 //! until the first of them is due.
 
-use crate::claim::{claim, clock, Job};
+use crate::claim::{claim, clock, Job, Only};
 use crate::table::{QueueTable, Stmt};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -102,12 +102,12 @@ unsafe fn wake(tags: &[u32]) {
 /// first to become ready. Interruptible by `statement_timeout` and `pg_cancel_backend`.
 ///
 /// ```ignore
-/// let jobs = wait::get(&table, "apples", None, Some(Duration::from_secs(5)), 1, &mut memcx);
+/// let jobs = wait::get(&table, "apples", Only::All, Some(Duration::from_secs(5)), 1, &mut memcx);
 /// ```
 pub fn get(
     table: &QueueTable,
     queue: &str,
-    only: Option<&str>,
+    only: Only<'_>,
     timeout: Option<Duration>,
     limit: usize,
     memcx: &mut PgMemoryContexts,

@@ -8,7 +8,7 @@
 //! `retried < max_retries`, else it is marked failed; either way its error (SQLSTATE,
 //! message, attempt) is appended to `data.errors`, where the `pq_failed` view shows it.
 
-use crate::claim::{claim, clock, Job};
+use crate::claim::{claim, clock, Job, Only};
 use crate::error::{raise, require_queue};
 use crate::search_path::pinned;
 use crate::subxact;
@@ -54,9 +54,9 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
     while opts.max_jobs.is_none_or(|max| outcomes.len() < max) {
         let jobs = pinned(|| {
             if opts.burst {
-                claim(table, queue, Some(SQL_TASK), 1, &mut memcx)
+                claim(table, queue, Only::Like(SQL_TASK), 1, &mut memcx)
             } else {
-                crate::wait::get(table, queue, Some(SQL_TASK), Some(opts.timeout), 1, &mut memcx)
+                crate::wait::get(table, queue, Only::Like(SQL_TASK), Some(opts.timeout), 1, &mut memcx)
             }
         });
         let Some(job) = jobs.into_iter().next() else { break };
@@ -188,6 +188,38 @@ fn pq_work(
         .collect();
     TableIterator::new(rows)
 }
+
+/// For client workers (Rust, or any language): records that task job `id`, claimed in this
+/// transaction, failed with `sqlstate` and `message`; retries or fails it exactly as
+/// `pq_work` does. Returns `retry` or `failed`.
+///
+/// ```sql
+/// SELECT pq_task_failed(42, 'P0001', 'no apples today');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_task_failed(id: Option<i64>, sqlstate: Option<&str>, message: Option<&str>, tbl: Option<pg_sys::Oid>) -> String {
+    let id = crate::error::require(id, "id", "42");
+    let table = QueueTable::resolve(tbl);
+    let data: Option<JsonB> = Spi::connect(|client| {
+        table.with_plan(client, Stmt::JobData, |plan| {
+            let rows = client.select(plan, None, &[id.into()]).unwrap_or_else(|e| panic!("job data: {e}"));
+            if rows.is_empty() { None } else { rows.first().get_one::<JsonB>().ok().flatten() }
+        })
+    });
+    let Some(JsonB(data)) = data else {
+        raise(ERRCODE_NO_DATA_FOUND, format!("no job with id {id}"), "pass the id of a task job you claimed")
+    };
+    let task: Task = serde_json::from_value(data.clone()).unwrap_or_else(|e| {
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("job {id} is not a task: {e}"),
+            "task jobs look like {\"function\": \"eat\", \"args\": [], ...}",
+        )
+    });
+    let error = (sqlstate.unwrap_or("P0001").to_string(), message.unwrap_or("").to_string());
+    record(&table, id, &data, &task, Some(error)).outcome.to_string()
+}
+
 
 /// Puts a failed task job back in its queue with a fresh retry budget; true if it was failed.
 ///

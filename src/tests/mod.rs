@@ -1,6 +1,7 @@
 //! Tests. `in_server`: `#[pg_test]`s, each inside one rolled-back transaction. `sessions`:
 //! several real connections to the same test cluster, for what one transaction cannot show.
 
+mod client;
 mod sessions;
 mod tasks;
 

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// A fresh connection to the test cluster, starting the cluster on first use.
-fn connect() -> Client {
+pub(super) fn connect() -> Client {
     pgrx_tests::run_test("cluster_ready", None, crate::pg_test::postgresql_conf_options())
         .expect("test cluster");
     pgrx_tests::client().expect("connect").0

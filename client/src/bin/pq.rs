@@ -1,0 +1,114 @@
+//! `pq`: a command-line tool for operators, on top of the client crate.
+//!
+//! ```text
+//! pq --database-url postgres://postgres@localhost/app put apples '{"kind":"Cox"}' --schedule-at 5m
+//! pq get apples --timeout 5s
+//! pq work default --burst        # perform SQL tasks (the extension's pq_work)
+//! pq stats
+//! ```
+
+use clap::{Parser, Subcommand};
+use pq_client::{Pq, Put};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Operate pq queues: put and get jobs, perform SQL tasks, show statistics.
+#[derive(Parser)]
+#[command(name = "pq", version, about)]
+struct Cli {
+    /// Connection string, e.g. postgres://user@localhost/db or "host=/tmp user=postgres".
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Queue table.
+    #[arg(long, default_value = "queue")]
+    table: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enqueue a JSON job; prints its id.
+    Put {
+        queue: String,
+        /// The job's data, as JSON.
+        data: String,
+        /// Not ready before then: '5m', '1h 30m', or a timestamp.
+        #[arg(long)]
+        schedule_at: Option<String>,
+        /// Priority: earlier first.
+        #[arg(long)]
+        expected_at: Option<String>,
+    },
+    /// Take (and consume) the next ready job; prints it as JSON, or nothing.
+    Get {
+        queue: String,
+        /// How long to wait for a job: '0s', '5s', '1m'.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Perform SQL tasks of a queue with the extension's pq_work, committing after each.
+    Work {
+        queue: String,
+        /// Stop when nothing is ready, instead of waiting for more.
+        #[arg(long)]
+        burst: bool,
+    },
+    /// Per-queue counts: ready, scheduled, in flight, done.
+    Stats,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pq: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let client = postgres::Client::connect(&cli.database_url, postgres::NoTls)?;
+    let pq = Pq::new(client).table(&cli.table);
+    match cli.command {
+        Command::Put { queue, data, schedule_at, expected_at } => {
+            let data: serde_json::Value = serde_json::from_str(&data)?;
+            let mut opts = Put::default();
+            opts.schedule_at = schedule_at.map(Into::into);
+            opts.expected_at = expected_at.map(Into::into);
+            println!("{}", pq.queue(&queue).put_with(&data, opts)?);
+        }
+        Command::Get { queue, timeout } => {
+            if let Some(job) = pq.queue(&queue).get_timeout(timeout)? {
+                println!("{}", serde_json::json!({"id": job.id, "data": job.data, "size": job.size}));
+            }
+        }
+        Command::Work { queue, burst } => {
+            // Burst: until nothing is ready. Otherwise forever: each CALL waits in the server
+            // up to a minute for a next job and returns when none came.
+            let mut c = pq.conn()?;
+            let sql = "CALL pq_work_loop($1, NULL, $2, '60s', $3::text::regclass)";
+            loop {
+                c.execute(sql, &[&queue, &burst, &pq.table_name()])?;
+                if burst {
+                    break;
+                }
+            }
+        }
+        Command::Stats => {
+            let mut c = pq.conn()?;
+            println!("{:<24} {:>8} {:>10} {:>10} {:>10} {:>16}", "queue", "ready", "scheduled", "in_flight", "done", "oldest_ready_age");
+            for r in c.query(
+                "SELECT queue, ready, scheduled, in_flight, done, coalesce(oldest_ready_age::text, '') FROM pq_stats($1::text::regclass)",
+                &[&pq.table_name()],
+            )? {
+                let (q, a, b, f, d, age): (String, i64, i64, i64, i64, String) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+                println!("{q:<24} {a:>8} {b:>10} {f:>10} {d:>10} {age:>16}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Queues: put, get, iteration. Each call is one call of the extension's SQL function.
+
+use crate::{Job, Pq, Result, Tx, When};
+use postgres::GenericClient;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// The SQL this client runs, once each: calls of the extension's functions, with the table
+/// passed as text and resolved by the server as `regclass`.
+pub(crate) mod sql {
+    pub const PUT: &str = "SELECT pq_put($1, $2, $3, $4, $5::text::regclass)";
+    pub const PUT_MANY: &str = "SELECT * FROM pq_put_many($1, $2, $3, $4, $5::text::regclass)";
+    pub const GET: &str = "SELECT id, data, size, enqueued_at, schedule_at, expected_at \
+                           FROM pq_get($1, make_interval(secs => $2), 1, $3::text::regclass, $4)";
+    pub const LEN: &str = "SELECT pq_len($1, $2::text::regclass)";
+    pub const CLEAR: &str = "SELECT pq_clear($1, $2::text::regclass)";
+    pub const TASK_FAILED: &str = "SELECT pq_task_failed($1, $2, $3, $4::text::regclass)";
+}
+
+/// How long `get` blocks by default, as Python pq's.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Options of one put: when the job becomes ready, and when it is expected (its priority).
+///
+/// ```
+/// use pq_client::Put;
+/// let later = Put::default().schedule_at("5m").expected_at("1h");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Put {
+    pub schedule_at: Option<When>,
+    pub expected_at: Option<When>,
+}
+
+impl Put {
+    /// Not ready before then.
+    pub fn schedule_at(mut self, when: impl Into<When>) -> Put {
+        self.schedule_at = Some(when.into());
+        self
+    }
+
+    /// Priority: earlier expectations are taken first.
+    pub fn expected_at(mut self, when: impl Into<When>) -> Put {
+        self.expected_at = Some(when.into());
+        self
+    }
+
+    fn specs(&self) -> (Option<String>, Option<String>) {
+        (self.schedule_at.as_ref().map(When::to_spec), self.expected_at.as_ref().map(When::to_spec))
+    }
+}
+
+/// A named queue (Python's `pq['apples']`) of payloads of type `T`.
+pub struct Queue<T = Value> {
+    pub(crate) pq: Pq,
+    pub(crate) name: String,
+    payload: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue { pq: self.pq.clone(), name: self.name.clone(), payload: PhantomData }
+    }
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(pq: Pq, name: &str) -> Queue<T> {
+        Queue { pq, name: name.to_string(), payload: PhantomData }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Enqueues a job, ready now; returns its id.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// let id = queue.put(&serde_json::json!({"kind": "Cox"}))?;
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn put(&self, data: &T) -> Result<i64> {
+        self.put_with(data, Put::default())
+    }
+
+    /// Enqueues a job with a schedule or priority.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// use pq_client::Put;
+    /// queue.put_with(&serde_json::json!({"kind": "Cox"}), Put::default().schedule_at("5m"))?;
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn put_with(&self, data: &T, opts: Put) -> Result<i64> {
+        put(&mut *self.pq.conn()?, self, data, &opts)
+    }
+
+    /// Enqueues many jobs in one call; returns their ids in order.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// let ids = queue.put_many(&[serde_json::json!(1), serde_json::json!(2)], pq_client::Put::default())?;
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn put_many(&self, data: &[T], opts: Put) -> Result<Vec<i64>> {
+        let values = data.iter().map(serde_json::to_value).collect::<Result<Vec<Value>, _>>()?;
+        let (s, e) = opts.specs();
+        let rows = self.pq.conn()?.query(sql::PUT_MANY, &[&self.name, &values, &s, &e, &self.pq.table_name()])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Takes the next ready job, waiting up to one second (Python's `get()`); `None` if
+    /// nothing became ready. The job is consumed: see [`Queue::transaction`] to work it
+    /// atomically instead. The wait happens in the server, woken when a job is put.
+    pub fn get(&self) -> Result<Option<Job<T>>> {
+        self.get_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// Takes the next ready job, waiting up to `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<Job<T>>> {
+        get(&mut *self.pq.conn()?, self, timeout, None)
+    }
+
+    /// Takes the next ready job without waiting.
+    pub fn try_get(&self) -> Result<Option<Job<T>>> {
+        self.get_timeout(Duration::ZERO)
+    }
+
+    /// Blocking iteration, as Python's `for job in queue`: each item waits up to one second
+    /// and is `Ok(None)` when nothing came. It never ends by itself.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// for job in queue.iter() {
+    ///     match job? {
+    ///         Some(job) => println!("{job}"),
+    ///         None => break, // nothing for a second
+    ///     }
+    /// }
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<T> {
+        Iter { queue: self.clone(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// Ready jobs (Python's `len(queue)`).
+    pub fn len(&self) -> Result<i64> {
+        Ok(self.pq.conn()?.query_one(sql::LEN, &[&self.name, &self.pq.table_name()])?.get(0))
+    }
+
+    /// True when no job is ready.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Deletes every job of the queue; returns how many.
+    pub fn clear(&self) -> Result<i64> {
+        Ok(self.pq.conn()?.query_one(sql::CLEAR, &[&self.name, &self.pq.table_name()])?.get(0))
+    }
+
+    /// Runs `f` in one transaction (Python's `with queue as cursor`): a job taken with
+    /// [`Tx::get`], the work and its result commit together when `f` returns `Ok`, and roll
+    /// back (returning the job to the queue) when it returns `Err` or panics.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// queue.transaction(|tx| {
+    ///     if let Some(job) = tx.get()? {
+    ///         tx.execute("INSERT INTO eaten (kind) VALUES ($1)", &[&job.data["kind"].as_str()])?;
+    ///     }
+    ///     Ok::<_, pq_client::Error>(())
+    /// })?;
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn transaction<R, E: From<crate::Error>>(&self, f: impl FnOnce(&mut Tx<'_, T>) -> Result<R, E>) -> Result<R, E> {
+        let mut conn = self.pq.conn()?;
+        let tx = conn.transaction().map_err(crate::Error::from)?;
+        let mut tx = Tx::new(tx, self.clone());
+        // On Err the transaction is dropped uncommitted, which rolls it back; a panic unwinds
+        // through the same drop.
+        let result = f(&mut tx)?;
+        tx.commit()?;
+        Ok(result)
+    }
+}
+
+/// Puts one job on any client or transaction.
+pub(crate) fn put<T: Serialize>(c: &mut impl GenericClient, q: &Queue<T>, data: &T, opts: &Put) -> Result<i64> {
+    let data = serde_json::to_value(data)?;
+    let (s, e) = opts.specs();
+    Ok(c.query_one(sql::PUT, &[&q.name, &data, &s, &e, &q.pq.table_name()])?.get(0))
+}
+
+/// Claims one job on any client or transaction; `functions` restricts it to task handlers.
+pub(crate) fn get<T>(
+    c: &mut impl GenericClient,
+    q: &Queue<T>,
+    timeout: Duration,
+    functions: Option<&[String]>,
+) -> Result<Option<Job<T>>> {
+    let secs = timeout.as_secs_f64();
+    let functions = functions.map(|f| f.to_vec());
+    let rows = c.query(sql::GET, &[&q.name, &secs, &q.pq.table_name(), &functions])?;
+    Ok(rows.first().map(Job::from_row))
+}
+
+/// Blocking iteration over a queue: see [`Queue::iter`].
+pub struct Iter<T> {
+    queue: Queue<T>,
+    timeout: Duration,
+}
+
+impl<T> Iter<T> {
+    /// Waits up to `timeout` per item instead of one second.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for Iter<T> {
+    type Item = Result<Option<Job<T>>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.queue.get_timeout(self.timeout))
+    }
+}
