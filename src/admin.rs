@@ -7,15 +7,23 @@ use pgrx::datum::{DatumWithOid, Internal, Interval};
 use pgrx::prelude::*;
 
 /// Runs `stmt` for `tbl` with `args`, returning its single value (a count or an id).
-fn one<T: FromDatum + IntoDatum>(tbl: Option<pg_sys::Oid>, stmt: Stmt, args: &[DatumWithOid]) -> Option<T> {
+fn one<T: FromDatum + IntoDatum>(
+    tbl: Option<pg_sys::Oid>,
+    stmt: Stmt,
+    args: &[DatumWithOid],
+) -> Option<T> {
     let table = QueueTable::resolve(tbl);
     Spi::connect(|client| {
         table.with_plan(client, stmt, |plan| {
-            let rows = client.select(plan, None, args).unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
+            let rows = client
+                .select(plan, None, args)
+                .unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
             if rows.is_empty() {
                 None
             } else {
-                rows.first().get_one::<T>().unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
+                rows.first()
+                    .get_one::<T>()
+                    .unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
             }
         })
     })
@@ -43,7 +51,9 @@ fn pq_clear(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
     let table = QueueTable::resolve(tbl);
     Spi::connect(|client| {
         table.with_plan(client, Stmt::Clear, |plan| {
-            client.select(plan, None, &[queue.into()]).map(|t| t.len() as i64)
+            client
+                .select(plan, None, &[queue.into()])
+                .map(|t| t.len() as i64)
         })
     })
     .unwrap_or_else(|e| panic!("clearing {queue}: {e}"))
@@ -55,10 +65,19 @@ fn pq_clear(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
 /// SELECT pq_update('apples', 42, '{"kind":"Bramley"}');
 /// ```
 #[pg_extern(sql = false)]
-fn pq_update(queue: Option<&str>, id: Option<i64>, data: Option<Internal>, tbl: Option<pg_sys::Oid>) -> bool {
+fn pq_update(
+    queue: Option<&str>,
+    id: Option<i64>,
+    data: Option<Internal>,
+    tbl: Option<pg_sys::Oid>,
+) -> bool {
     let queue = require_queue(queue);
     let id = require(id, "id", "42");
-    let data = require(data.and_then(Internal::unwrap), "data", "'{\"kind\":\"Cox\"}'");
+    let data = require(
+        data.and_then(Internal::unwrap),
+        "data",
+        "'{\"kind\":\"Cox\"}'",
+    );
     // SAFETY: our jsonb argument, alive for the call.
     let data = unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) };
     one::<i64>(tbl, Stmt::Update, &[queue.into(), id.into(), data]).is_some()

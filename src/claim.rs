@@ -11,10 +11,10 @@
 
 use crate::table::{QueueTable, Stmt};
 use pgrx::datum::TimestampWithTimeZone;
-use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
 use pgrx::direct_function_call;
+use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use pgrx::PgMemoryContexts;
 
 /// Which jobs a claim may take, by their `data->>'function'`.
 #[derive(Clone, Copy)]
@@ -45,7 +45,10 @@ impl IntoDatum for Payload {
 
 // SAFETY: the datum is a valid jsonb value in a context that outlives the call.
 unsafe impl pgrx::callconv::BoxRet for Payload {
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut pgrx::callconv::FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
         unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
@@ -88,7 +91,10 @@ pub fn claim(
         let mut jobs = Vec::new();
         table.with_plan(client, Stmt::Candidates, |candidates| {
             let mut cursor = client
-                .try_open_cursor(candidates, &[queue.into(), clock().into(), like.into(), names.into()])
+                .try_open_cursor(
+                    candidates,
+                    &[queue.into(), clock().into(), like.into(), names.into()],
+                )
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
             let mut want = limit as i64;
             loop {
@@ -119,7 +125,8 @@ pub fn claim(
 
 /// The wall clock, for readiness: `now()` is frozen at transaction start.
 pub fn clock() -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() }).expect("the clock is a valid timestamptz")
+    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })
+        .expect("the clock is a valid timestamptz")
 }
 
 /// The advisory lock key of a job: (table oid, low 32 bits of id) in the two-int4 key space,
@@ -157,7 +164,9 @@ fn claim_one(
             id,
             // SAFETY: a jsonb varlena, copied into a context that outlives SPI.
             data: Payload(unsafe {
-                memcx.switch_to(|_| pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(data.cast_mut_ptr())))
+                memcx.switch_to(|_| {
+                    pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(data.cast_mut_ptr()))
+                })
             }),
             size: row.get(3).ok().flatten().unwrap_or(0),
             enqueued_at: row.get(4).ok().flatten().expect("enqueued_at is NOT NULL"),

@@ -13,7 +13,9 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 ///              "queue name must not be empty".into(), "use a name such as 'apples'");
 /// ```
 pub fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
-    ErrorReport::new(code, message, "pq").set_hint(hint).report(PgLogLevel::ERROR);
+    ErrorReport::new(code, message, "pq")
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
 

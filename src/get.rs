@@ -10,7 +10,6 @@ use pgrx::PgMemoryContexts;
 use pgrx::PgSqlErrorCode::*;
 use std::time::Duration;
 
-
 /// Claims up to `batch_size` ready jobs of `queue` for the current transaction, waiting up to
 /// `timeout` (default `'0'`: no wait; NULL: until interrupted) for the first. Commit consumes
 /// the jobs, rollback returns them. With `functions`, only task jobs naming one of them (a
@@ -34,20 +33,23 @@ fn pq_get(
 ) -> TableIterator<
     'static,
     (
-       name!(id, i64),
-       name!(data, Payload),
-       name!(size, i32),
-       name!(enqueued_at, TimestampWithTimeZone),
-       name!(schedule_at, Option<TimestampWithTimeZone>),
-       name!(expected_at, Option<TimestampWithTimeZone>),
-   ),
+        name!(id, i64),
+        name!(data, Payload),
+        name!(size, i32),
+        name!(enqueued_at, TimestampWithTimeZone),
+        name!(schedule_at, Option<TimestampWithTimeZone>),
+        name!(expected_at, Option<TimestampWithTimeZone>),
+    ),
 > {
     let queue = require_queue(queue);
     let limit = match batch_size {
         Some(n) if n >= 1 => n as usize,
         other => raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("batch_size must be at least 1, got {}", other.map_or("NULL".into(), |n| n.to_string())),
+            format!(
+                "batch_size must be at least 1, got {}",
+                other.map_or("NULL".into(), |n| n.to_string())
+            ),
             "pass a batch size such as 10, or leave it out for one job",
         ),
     };
@@ -75,8 +77,22 @@ fn pq_get(
 #[allow(clippy::type_complexity)]
 fn row(
     j: Job,
-) -> (i64, Payload, i32, TimestampWithTimeZone, Option<TimestampWithTimeZone>, Option<TimestampWithTimeZone>) {
-    (j.id, j.data, j.size, j.enqueued_at, j.schedule_at, j.expected_at)
+) -> (
+    i64,
+    Payload,
+    i32,
+    TimestampWithTimeZone,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+) {
+    (
+        j.id,
+        j.data,
+        j.size,
+        j.enqueued_at,
+        j.schedule_at,
+        j.expected_at,
+    )
 }
 
 /// A non-negative interval as a wall-clock duration (a month counts 30 days, a day 24 hours).

@@ -7,11 +7,11 @@ use crate::error::{raise, require, require_queue};
 use crate::table::{QueueTable, Stmt};
 use crate::timespec::{resolve_opt, TimeSpec};
 use crate::{notify, wait};
-use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pg_sys::BuiltinOid::{JSONBARRAYOID, JSONBOID};
 use pgrx::datum::Internal;
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
-use pg_sys::BuiltinOid::{JSONBARRAYOID, JSONBOID};
 
 // jsonb arguments arrive as `Internal`: pgrx's raw-datum argument type, so payloads pass
 // through to SPI as PostgreSQL stored them, never decoded into Rust values.
@@ -25,7 +25,14 @@ fn put<S: TimeSpec>(
     tbl: Option<pg_sys::Oid>,
 ) -> i64 {
     let queue = require_queue(queue);
-    let data = jsonb_arg(require(data.and_then(Internal::unwrap), "data", "'{\"kind\":\"Cox\"}'"), JSONBOID);
+    let data = jsonb_arg(
+        require(
+            data.and_then(Internal::unwrap),
+            "data",
+            "'{\"kind\":\"Cox\"}'",
+        ),
+        JSONBOID,
+    );
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
@@ -129,7 +136,11 @@ fn pq_put_many(
     tbl: Option<pg_sys::Oid>,
 ) -> SetOfIterator<'static, i64> {
     let queue = require_queue(queue);
-    let data = require(data.and_then(Internal::unwrap), "data", "ARRAY['{\"kind\":\"Cox\"}']::jsonb[]");
+    let data = require(
+        data.and_then(Internal::unwrap),
+        "data",
+        "ARRAY['{\"kind\":\"Cox\"}']::jsonb[]",
+    );
     let has_nulls = unsafe {
         let array = pg_sys::pg_detoast_datum(data.cast_mut_ptr()) as *mut pg_sys::ArrayType;
         pg_sys::array_contains_nulls(array)
@@ -147,7 +158,7 @@ fn pq_put_many(
     let expected_at = resolve_opt(expected_at, "expected_at");
     let ids: Vec<i64> = Spi::connect(|client| {
         table.with_plan(client, Stmt::PutMany, |plan| {
-            let args = [queue.into(), data.into(), schedule_at.into(), expected_at.into()];
+            let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
             client
                 .select(plan, None, &args)
                 .unwrap_or_else(|e| panic!("inserting jobs: {e}"))

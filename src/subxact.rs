@@ -9,7 +9,9 @@ use pgrx::prelude::*;
 /// ```ignore
 /// if let Some((sqlstate, message)) = subxact::catching(|| run_task()) { /* record it */ }
 /// ```
-pub fn catching(f: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe) -> Option<(String, String)> {
+pub fn catching(
+    f: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+) -> Option<(String, String)> {
     unsafe {
         let memcx = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -24,7 +26,10 @@ pub fn catching(f: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwin
                 CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
                 CaughtError::RustPanic { ereport, .. } => ereport,
             };
-            Some((sqlstate(report.sql_error_code()), report.message().to_string()))
+            Some((
+                sqlstate(report.sql_error_code()),
+                report.message().to_string(),
+            ))
         })
         .execute();
         if result.is_none() {
@@ -41,6 +46,7 @@ pub fn catching(f: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwin
 /// The five-character SQLSTATE of an error code.
 pub fn sqlstate(code: PgSqlErrorCode) -> String {
     let code = code as i32;
-    (0..5).map(|i| (((code >> (6 * i)) & 0x3f) as u8 + b'0') as char).collect()
+    (0..5)
+        .map(|i| (((code >> (6 * i)) & 0x3f) as u8 + b'0') as char)
+        .collect()
 }
-

@@ -55,7 +55,11 @@ pub struct Call {
 /// search_path; raises for procedures and for more positional arguments than parameters.
 pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) -> Call {
     let row = client
-        .select(include_str!("queries/task_function.sql"), None, &[function.into()])
+        .select(
+            include_str!("queries/task_function.sql"),
+            None,
+            &[function.into()],
+        )
         .unwrap_or_else(|e| panic!("reading function {}: {e}", function.to_u32()));
     let row = row.first();
     let name: String = row.get(1).ok().flatten().expect("function name");
@@ -65,7 +69,10 @@ pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) ->
     if kind != "f" {
         raise(
             ERRCODE_WRONG_OBJECT_TYPE,
-            format!("task function {} is not a plain function (prokind '{kind}')", task.function),
+            format!(
+                "task function {} is not a plain function (prokind '{kind}')",
+                task.function
+            ),
             "tasks call functions; wrap a procedure or aggregate in a function",
         )
     }
@@ -95,7 +102,10 @@ pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) ->
         let Some(i) = names.iter().position(|n| n == key) else {
             raise(
                 ERRCODE_UNDEFINED_PARAMETER,
-                format!("task function {} has no parameter named {key:?}", task.function),
+                format!(
+                    "task function {} has no parameter named {key:?}",
+                    task.function
+                ),
                 &format!("its parameters are: {}", names.join(", ")),
             )
         };
@@ -106,7 +116,14 @@ pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) ->
     }
     Call {
         sql: format!("SELECT {name}({})", exprs.join(", ")),
-        casts_sql: format!("SELECT {}", if casts.is_empty() { "1".into() } else { casts.join(", ") }),
+        casts_sql: format!(
+            "SELECT {}",
+            if casts.is_empty() {
+                "1".into()
+            } else {
+                casts.join(", ")
+            }
+        ),
         args,
     }
 }
@@ -114,7 +131,9 @@ pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) ->
 /// Executes `sql` with text arguments.
 pub fn run(client: &SpiClient<'_>, sql: &str, args: &[Option<String>]) {
     let args: Vec<_> = args.iter().map(|a| a.as_deref().into()).collect();
-    client.select(sql, None, &args).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    client
+        .select(sql, None, &args)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// A JSON value as the text input of a parameter of type `ty`: JSON for json/jsonb, an array
@@ -155,9 +174,17 @@ fn quote_ident(s: &str) -> String {
 /// The oid of a function named as `regprocedure` (`'eat(text)'`) or, without parentheses, a
 /// unique `regproc` name (`'eat'`), resolved in the caller's search_path.
 fn resolve_function(name: &str) -> pg_sys::Oid {
-    let input = if name.contains('(') { pg_sys::regprocedurein } else { pg_sys::regprocin };
+    let input = if name.contains('(') {
+        pg_sys::regprocedurein
+    } else {
+        pg_sys::regprocin
+    };
     let cstr = std::ffi::CString::new(name).unwrap_or_else(|_| {
-        raise(ERRCODE_INVALID_PARAMETER_VALUE, "function name holds a NUL byte".into(), "use a name such as 'eat(text)'")
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "function name holds a NUL byte".into(),
+            "use a name such as 'eat(text)'",
+        )
     });
     unsafe { direct_function_call::<pg_sys::Oid>(input, &[cstr.as_c_str().into_datum()]) }
         .expect("regproc input never returns NULL")
@@ -214,10 +241,12 @@ fn pq_put_task(
     let table = QueueTable::resolve(tbl);
     pinned(|| {
         // Printed under the pinned path: schema-qualified unless in pg_catalog, `public.eat(text)`.
-        let signature = unsafe { direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()]) }
-            .expect("regprocedure output")
-            .to_string_lossy()
-            .into_owned();
+        let signature = unsafe {
+            direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()])
+        }
+        .expect("regprocedure output")
+        .to_string_lossy()
+        .into_owned();
         let task = Task {
             function: signature,
             args,
@@ -229,7 +258,11 @@ fn pq_put_task(
         Spi::connect(|client| {
             let call = build_call(client, oid, &task);
             // Prepare the call (resolves the function and named arguments) and run the casts.
-            client.prepare(call.sql.as_str(), &vec![PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID); call.args.len()])
+            client
+                .prepare(
+                    call.sql.as_str(),
+                    &vec![PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID); call.args.len()],
+                )
                 .unwrap_or_else(|e| panic!("{}: {e}", call.sql));
             run(client, &call.casts_sql, &call.args);
         });

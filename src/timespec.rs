@@ -6,8 +6,8 @@
 
 use crate::error::raise;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
-use pgrx::prelude::*;
 use pgrx::direct_function_call;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 /// The largest timestamptz PostgreSQL can store (microseconds since 2000-01-01, `END_TIMESTAMP`).
@@ -103,7 +103,9 @@ fn from_now(micros: u128, spec: &str, what: &str) -> TimestampWithTimeZone {
     let base = now().into_inner();
     let at = i64::try_from(micros).ok().and_then(|m| base.checked_add(m));
     match at {
-        Some(at) if at < END_TIMESTAMP => TimestampWithTimeZone::try_from(at).expect("checked above"),
+        Some(at) if at < END_TIMESTAMP => {
+            TimestampWithTimeZone::try_from(at).expect("checked above")
+        }
         _ => raise(
             ERRCODE_DATETIME_FIELD_OVERFLOW,
             format!("time spec {spec:?} for {what} is too far in the future"),
@@ -116,5 +118,9 @@ fn looks_like_duration(spec: &str) -> bool {
     let number = spec.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '+');
     spec.is_empty()
         || (number.len() < spec.len()
-            && number.trim_start().chars().next().is_none_or(|c| c.is_ascii_alphabetic()))
+            && number
+                .trim_start()
+                .chars()
+                .next()
+                .is_none_or(|c| c.is_ascii_alphabetic()))
 }

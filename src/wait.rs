@@ -31,7 +31,13 @@ thread_local! {
 pub fn tag(table: &QueueTable, queue: &str) -> u32 {
     // FNV-1a: stable, tiny, good enough to spread queues over 16 bits.
     let mut h: u32 = 0x811c9dc5;
-    for b in table.oid.to_u32().to_le_bytes().iter().chain(queue.as_bytes()) {
+    for b in table
+        .oid
+        .to_u32()
+        .to_le_bytes()
+        .iter()
+        .chain(queue.as_bytes())
+    {
         h = (h ^ *b as u32).wrapping_mul(0x01000193);
     }
     event_class() | event_id(h)
@@ -66,7 +72,10 @@ pub fn wake_on_commit(table: &QueueTable, queue: &str) {
 
 /// Transaction callback, registered in `_PG_init`: wakes waiters after commit, forgets on abort.
 #[pg_guard]
-pub unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+pub unsafe extern "C-unwind" fn on_xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
@@ -156,7 +165,12 @@ fn next_due(table: &QueueTable, queue: &str) -> Option<Duration> {
             client
                 .select(plan, None, &[queue.into(), clock().into()])
                 .ok()
-                .and_then(|rows| rows.first().get_one::<TimestampWithTimeZone>().ok().flatten())
+                .and_then(|rows| {
+                    rows.first()
+                        .get_one::<TimestampWithTimeZone>()
+                        .ok()
+                        .flatten()
+                })
         })
     });
     let at = at?.into_inner();

@@ -56,10 +56,19 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
             if opts.burst {
                 claim(table, queue, Only::Like(SQL_TASK), 1, &mut memcx)
             } else {
-                crate::wait::get(table, queue, Only::Like(SQL_TASK), Some(opts.timeout), 1, &mut memcx)
+                crate::wait::get(
+                    table,
+                    queue,
+                    Only::Like(SQL_TASK),
+                    Some(opts.timeout),
+                    1,
+                    &mut memcx,
+                )
             }
         });
-        let Some(job) = jobs.into_iter().next() else { break };
+        let Some(job) = jobs.into_iter().next() else {
+            break;
+        };
         outcomes.push(perform(table, &job));
     }
     outcomes
@@ -67,21 +76,40 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
 
 /// Runs one task in a subtransaction and records its outcome.
 fn perform(table: &QueueTable, job: &Job) -> Outcome {
-    let data: Value = unsafe { JsonB::from_datum(job.data.0, false) }.map(|j| j.0).unwrap_or(Value::Null);
+    let data: Value = unsafe { JsonB::from_datum(job.data.0, false) }
+        .map(|j| j.0)
+        .unwrap_or(Value::Null);
     let task: Task = match serde_json::from_value(data.clone()) {
         Ok(t) => t,
         Err(e) => {
             // Malformed task data: fail at once, keeping the job for inspection.
-            let t = Task { function: data["function"].to_string(), args: vec![], kwargs: Default::default(),
-                           retried: 0, max_retries: 0, retry_in: "30s".into() };
-            return record(table, job.id, &data, &t, Some(("22023".into(), format!("malformed task data: {e}"))));
+            let t = Task {
+                function: data["function"].to_string(),
+                args: vec![],
+                kwargs: Default::default(),
+                retried: 0,
+                max_retries: 0,
+                retry_in: "30s".into(),
+            };
+            return record(
+                table,
+                job.id,
+                &data,
+                &t,
+                Some(("22023".into(), format!("malformed task data: {e}"))),
+            );
         }
     };
     let error = subxact::catching(|| {
         let oid = pinned(|| {
             let name = std::ffi::CString::new(task.function.as_str()).unwrap_or_default();
-            unsafe { direct_function_call::<pg_sys::Oid>(pg_sys::regprocedurein, &[name.as_c_str().into_datum()]) }
-                .expect("regprocedure input never returns NULL")
+            unsafe {
+                direct_function_call::<pg_sys::Oid>(
+                    pg_sys::regprocedurein,
+                    &[name.as_c_str().into_datum()],
+                )
+            }
+            .expect("regprocedure input never returns NULL")
         });
         Spi::connect(|client| {
             let call = pinned(|| task::build_call(client, oid, &task));
@@ -93,7 +121,13 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
 }
 
 /// Writes the outcome of a performed task to its job.
-fn record(table: &QueueTable, id: i64, data: &Value, task: &Task, error: Option<(String, String)>) -> Outcome {
+fn record(
+    table: &QueueTable,
+    id: i64,
+    data: &Value,
+    task: &Task,
+    error: Option<(String, String)>,
+) -> Outcome {
     let attempt = task.retried + 1;
     let mut outcome = Outcome {
         id,
@@ -103,16 +137,27 @@ fn record(table: &QueueTable, id: i64, data: &Value, task: &Task, error: Option<
         sqlstate: None,
         message: None,
     };
-    let Some((sqlstate, message)) = error else { return outcome };
+    let Some((sqlstate, message)) = error else {
+        return outcome;
+    };
     let retry = task.retried < task.max_retries;
-    let mut errors = data.get("errors").and_then(Value::as_array).cloned().unwrap_or_default();
-    errors.push(json!({ "attempt": attempt, "sqlstate": sqlstate, "message": message,
-                        "at": clock().to_iso_string() }));
+    let mut errors = data
+        .get("errors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    errors.push(
+        json!({ "attempt": attempt, "sqlstate": sqlstate, "message": message,
+                        "at": clock().to_iso_string() }),
+    );
     let (patch, due) = if retry {
         let due = pinned(|| task.retry_in.as_str().resolve("retry_in"));
         (json!({ "retried": attempt, "errors": errors }), Some(due))
     } else {
-        (json!({ "errors": errors, "failed_at": clock().to_iso_string() }), None)
+        (
+            json!({ "errors": errors, "failed_at": clock().to_iso_string() }),
+            None,
+        )
     };
     pinned(|| {
         let queue = Spi::connect(|client| {
@@ -167,7 +212,11 @@ fn pq_work(
     let queue = require_queue(queue);
     let timeout = timeout.map(|i| i.as_micros()).unwrap_or(1_000_000);
     if timeout < 0 {
-        raise(ERRCODE_INVALID_PARAMETER_VALUE, "timeout must not be negative".into(), "pass a timeout such as '5s'")
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "timeout must not be negative".into(),
+            "pass a timeout such as '5s'",
+        )
     }
     if let Some(n) = max_jobs.filter(|n| *n < 1) {
         raise(
@@ -184,7 +233,16 @@ fn pq_work(
     };
     let rows: Vec<_> = work(&table, queue, &opts)
         .into_iter()
-        .map(|o| (o.id, o.function, o.outcome.to_string(), o.attempt, o.sqlstate, o.message))
+        .map(|o| {
+            (
+                o.id,
+                o.function,
+                o.outcome.to_string(),
+                o.attempt,
+                o.sqlstate,
+                o.message,
+            )
+        })
         .collect();
     TableIterator::new(rows)
 }
@@ -197,17 +255,32 @@ fn pq_work(
 /// SELECT pq_task_failed(42, 'P0001', 'no apples today');
 /// ```
 #[pg_extern(sql = false)]
-fn pq_task_failed(id: Option<i64>, sqlstate: Option<&str>, message: Option<&str>, tbl: Option<pg_sys::Oid>) -> String {
+fn pq_task_failed(
+    id: Option<i64>,
+    sqlstate: Option<&str>,
+    message: Option<&str>,
+    tbl: Option<pg_sys::Oid>,
+) -> String {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
     let data: Option<JsonB> = Spi::connect(|client| {
         table.with_plan(client, Stmt::JobData, |plan| {
-            let rows = client.select(plan, None, &[id.into()]).unwrap_or_else(|e| panic!("job data: {e}"));
-            if rows.is_empty() { None } else { rows.first().get_one::<JsonB>().ok().flatten() }
+            let rows = client
+                .select(plan, None, &[id.into()])
+                .unwrap_or_else(|e| panic!("job data: {e}"));
+            if rows.is_empty() {
+                None
+            } else {
+                rows.first().get_one::<JsonB>().ok().flatten()
+            }
         })
     });
     let Some(JsonB(data)) = data else {
-        raise(ERRCODE_NO_DATA_FOUND, format!("no job with id {id}"), "pass the id of a task job you claimed")
+        raise(
+            ERRCODE_NO_DATA_FOUND,
+            format!("no job with id {id}"),
+            "pass the id of a task job you claimed",
+        )
     };
     let task: Task = serde_json::from_value(data.clone()).unwrap_or_else(|e| {
         raise(
@@ -216,10 +289,14 @@ fn pq_task_failed(id: Option<i64>, sqlstate: Option<&str>, message: Option<&str>
             "task jobs look like {\"function\": \"eat\", \"args\": [], ...}",
         )
     });
-    let error = (sqlstate.unwrap_or("P0001").to_string(), message.unwrap_or("").to_string());
-    record(&table, id, &data, &task, Some(error)).outcome.to_string()
+    let error = (
+        sqlstate.unwrap_or("P0001").to_string(),
+        message.unwrap_or("").to_string(),
+    );
+    record(&table, id, &data, &task, Some(error))
+        .outcome
+        .to_string()
 }
-
 
 /// Puts a failed task job back in its queue with a fresh retry budget; true if it was failed.
 ///
@@ -232,8 +309,14 @@ fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let table = QueueTable::resolve(tbl);
     let queue: Option<String> = Spi::connect(|client| {
         table.with_plan(client, Stmt::Requeue, |plan| {
-            let rows = client.select(plan, None, &[id.into()]).unwrap_or_else(|e| panic!("requeue: {e}"));
-            if rows.is_empty() { None } else { rows.first().get_one::<String>().ok().flatten() }
+            let rows = client
+                .select(plan, None, &[id.into()])
+                .unwrap_or_else(|e| panic!("requeue: {e}"));
+            if rows.is_empty() {
+                None
+            } else {
+                rows.first().get_one::<String>().ok().flatten()
+            }
         })
     });
     match queue {

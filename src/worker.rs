@@ -20,7 +20,8 @@ use std::ffi::CString;
 use std::time::Duration;
 
 static QUEUES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static PER_QUEUE: GucSetting<i32> = GucSetting::<i32>::new(1);
 
@@ -28,8 +29,13 @@ static PER_QUEUE: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// again (it wakes at once when a job is put).
 const WAIT: Duration = Duration::from_secs(1);
 
-/// Defines the GUCs and, when preloaded, registers the workers. Called from `_PG_init`.
+/// When preloaded, defines the GUCs and registers the workers. Called from `_PG_init`.
 pub fn init() {
+    // Postmaster-level settings can only be defined while preloading: a backend loading the
+    // library later must not define them (PostgreSQL would end it with FATAL).
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
     GucRegistry::define_string_guc(
         c"pq.worker_queues",
         c"Queues the pq background workers perform tasks for, comma separated.",
@@ -64,11 +70,12 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
-    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        return;
-    }
     let queues = setting(&QUEUES).unwrap_or_default();
-    let queues: Vec<&str> = queues.split(',').map(str::trim).filter(|q| !q.is_empty()).collect();
+    let queues: Vec<&str> = queues
+        .split(',')
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .collect();
     if queues.is_empty() {
         return;
     }
@@ -91,7 +98,9 @@ pub fn init() {
 }
 
 fn setting(g: &GucSetting<Option<CString>>) -> Option<String> {
-    g.get().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+    g.get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// A worker's main loop: one job per transaction, until the server stops.
@@ -104,7 +113,11 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
     let role = setting(&ROLE);
     BackgroundWorker::connect_worker_to_spi(database.as_deref(), role.as_deref());
     log!("pq worker for queue {queue:?} started");
-    let opts = Options { burst: false, timeout: WAIT, max_jobs: Some(1) };
+    let opts = Options {
+        burst: false,
+        timeout: WAIT,
+        max_jobs: Some(1),
+    };
     while !BackgroundWorker::sigterm_received() {
         let ready = BackgroundWorker::transaction(|| {
             let table = extension_table();
@@ -123,6 +136,8 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
 
 /// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.
 fn extension_table() -> Option<crate::table::QueueTable> {
-    let oid = Spi::get_one::<pg_sys::Oid>(include_str!("queries/extension_table.sql")).ok().flatten()?;
+    let oid = Spi::get_one::<pg_sys::Oid>(include_str!("queries/extension_table.sql"))
+        .ok()
+        .flatten()?;
     Some(crate::table::QueueTable::resolve(Some(oid)))
 }

@@ -19,7 +19,8 @@ fn eat(kind: &str) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "host=localhost user=postgres".into());
+    let url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "host=localhost user=postgres".into());
     // Getting started: one class, a connection, create().
     let pq = Pq::new(postgres::Client::connect(&url, postgres::NoTls)?);
     pq.create()?;
@@ -40,27 +41,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Scheduling.
     queue.put_with(&json!({"kind": "Cox"}), Put::default().schedule_at("5m"))?;
-    queue.put_with(&json!({"kind": "Jazz"}), Put::default().schedule_at(Duration::from_secs(1)))?;
-    let job = queue.get_timeout(Duration::from_secs(3))?.expect("due in a second");
+    queue.put_with(
+        &json!({"kind": "Jazz"}),
+        Put::default().schedule_at(Duration::from_secs(1)),
+    )?;
+    let job = queue
+        .get_timeout(Duration::from_secs(3))?
+        .expect("due in a second");
     println!("after waiting: {}", job.data["kind"]);
 
     // Priority.
-    queue.put_with(&json!({"kind": "Braeburn"}), Put::default().expected_at("2h"))?;
+    queue.put_with(
+        &json!({"kind": "Braeburn"}),
+        Put::default().expected_at("2h"),
+    )?;
     queue.put_with(&json!({"kind": "Fuji"}), Put::default().expected_at("5m"))?;
-    queue.put_with(&json!({"kind": "Cox"}), Put::default().schedule_at("1h").expected_at("2h"))?;
-    println!("expected first: {}", queue.try_get()?.expect("Fuji").data["kind"]);
+    queue.put_with(
+        &json!({"kind": "Cox"}),
+        Put::default().schedule_at("1h").expected_at("2h"),
+    )?;
+    println!(
+        "expected first: {}",
+        queue.try_get()?.expect("Fuji").data["kind"]
+    );
 
     // Transactions: take a job, work it, write a result; an Err returns the job.
     let _ = queue.transaction(|tx| {
         let job = tx.get()?.expect("Braeburn");
         println!("took {} in a transaction that fails", job.data["kind"]);
-        Err::<(), _>(pq_client::Error::Task { function: "eat".into(), message: "too sour".into() })
+        Err::<(), _>(pq_client::Error::Task {
+            function: "eat".into(),
+            message: "too sour".into(),
+        })
     });
-    println!("back in the queue: {}", queue.try_get()?.expect("Braeburn again").data["kind"]);
+    println!(
+        "back in the queue: {}",
+        queue.try_get()?.expect("Braeburn again").data["kind"]
+    );
 
     // Typed payloads instead of pickles.
     let typed = pq.typed_queue::<Apple>("apples/typed");
-    typed.put(&Apple { kind: "Gala".into() })?;
+    typed.put(&Apple {
+        kind: "Gala".into(),
+    })?;
     let apple: Apple = typed.try_get()?.expect("one apple").payload()?;
     println!("typed: {apple:?}");
 
@@ -71,7 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, String>(())
     });
     tasks.call("eat").arg("Cox").enqueue()?;
-    tasks.call("eat").arg("Fuji").expected_at("2m").schedule_at("0s").enqueue()?;
+    tasks
+        .call("eat")
+        .arg("Fuji")
+        .expected_at("2m")
+        .schedule_at("0s")
+        .enqueue()?;
     println!("performed {} tasks", tasks.work_burst()?);
     Ok(())
 }

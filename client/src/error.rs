@@ -5,7 +5,7 @@
 /// ```no_run
 /// # use pq_client::{Pq, Error};
 /// # let pq: Pq = todo!();
-/// match pq.queue("").put(&1) {
+/// match pq.queue("").put(&serde_json::json!(1)) {
 ///     Err(e) if e.sqlstate() == Some("22023") => eprintln!("bad argument: {e}"),
 ///     other => { other.unwrap(); }
 /// }
@@ -14,7 +14,11 @@
 pub enum Error {
     /// The server raised an error: `sqlstate` is its five-character code.
     #[error("{message} (SQLSTATE {sqlstate})")]
-    Db { sqlstate: String, message: String, source: postgres::Error },
+    Db {
+        sqlstate: String,
+        message: String,
+        source: postgres::Error,
+    },
     /// The connection failed or closed, or the driver failed without a server error.
     #[error("connection: {0}")]
     Connection(postgres::Error),

@@ -71,14 +71,14 @@ struct Inner {
 }
 
 enum Source {
-    Client(Mutex<Client>),
+    Client(Box<Mutex<Client>>),
     Pool(Pool),
 }
 
 /// A connection borrowed from a [`Pq`]: derefs to [`postgres::Client`].
 pub enum Conn<'a> {
     Shared(MutexGuard<'a, Client>),
-    Pooled(r2d2::PooledConnection<PostgresConnectionManager<NoTls>>),
+    Pooled(Box<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>),
 }
 
 impl Deref for Conn<'_> {
@@ -103,7 +103,7 @@ impl DerefMut for Conn<'_> {
 impl Pq {
     /// Over one connection (Python's `PQ(conn)`).
     pub fn new(client: Client) -> Pq {
-        Pq::from_source(Source::Client(Mutex::new(client)))
+        Pq::from_source(Source::Client(Box::new(Mutex::new(client))))
     }
 
     /// Over a connection pool (Python's `PQ(pool=...)`): each thread its own connection.
@@ -112,7 +112,12 @@ impl Pq {
     }
 
     fn from_source(source: Source) -> Pq {
-        Pq { inner: Arc::new(Inner { source, table: "queue".into() }) }
+        Pq {
+            inner: Arc::new(Inner {
+                source,
+                table: "queue".into(),
+            }),
+        }
     }
 
     /// Uses another queue table (Python's `PQ(table=...)`); default `queue`. The name is
@@ -122,7 +127,12 @@ impl Pq {
             Ok(inner) => inner.source,
             Err(_) => panic!("Pq::table must be called before the Pq is cloned"),
         };
-        Pq { inner: Arc::new(Inner { source, table: table.into() }) }
+        Pq {
+            inner: Arc::new(Inner {
+                source,
+                table: table.into(),
+            }),
+        }
     }
 
     /// The queue table's name.
@@ -140,7 +150,9 @@ impl Pq {
     pub fn create(&self) -> Result<()> {
         let mut c = self.conn()?;
         c.batch_execute("CREATE EXTENSION IF NOT EXISTS pq")?;
-        let missing: bool = c.query_one("SELECT to_regclass($1) IS NULL", &[&self.inner.table])?.get(0);
+        let missing: bool = c
+            .query_one("SELECT to_regclass($1) IS NULL", &[&self.inner.table])?
+            .get(0);
         if missing {
             c.execute("SELECT pq_create_table($1)", &[&self.inner.table])?;
         }
@@ -177,7 +189,7 @@ impl Pq {
             // A panic inside a transaction poisons the lock, but the transaction was rolled
             // back when it unwound, so the client is fine to use again.
             Source::Client(m) => Conn::Shared(m.lock().unwrap_or_else(|p| p.into_inner())),
-            Source::Pool(p) => Conn::Pooled(p.get()?),
+            Source::Pool(p) => Conn::Pooled(Box::new(p.get()?)),
         })
     }
 }

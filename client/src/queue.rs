@@ -48,7 +48,10 @@ impl Put {
     }
 
     fn specs(&self) -> (Option<String>, Option<String>) {
-        (self.schedule_at.as_ref().map(When::to_spec), self.expected_at.as_ref().map(When::to_spec))
+        (
+            self.schedule_at.as_ref().map(When::to_spec),
+            self.expected_at.as_ref().map(When::to_spec),
+        )
     }
 }
 
@@ -61,13 +64,21 @@ pub struct Queue<T = Value> {
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
-        Queue { pq: self.pq.clone(), name: self.name.clone(), payload: PhantomData }
+        Queue {
+            pq: self.pq.clone(),
+            name: self.name.clone(),
+            payload: PhantomData,
+        }
     }
 }
 
 impl<T> Queue<T> {
     pub(crate) fn new(pq: Pq, name: &str) -> Queue<T> {
-        Queue { pq, name: name.to_string(), payload: PhantomData }
+        Queue {
+            pq,
+            name: name.to_string(),
+            payload: PhantomData,
+        }
     }
 
     /// The queue's name.
@@ -108,9 +119,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), pq_client::Error>(())
     /// ```
     pub fn put_many(&self, data: &[T], opts: Put) -> Result<Vec<i64>> {
-        let values = data.iter().map(serde_json::to_value).collect::<Result<Vec<Value>, _>>()?;
+        let values = data
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<Value>, _>>()?;
         let (s, e) = opts.specs();
-        let rows = self.pq.conn()?.query(sql::PUT_MANY, &[&self.name, &values, &s, &e, &self.pq.table_name()])?;
+        let rows = self.pq.conn()?.query(
+            sql::PUT_MANY,
+            &[&self.name, &values, &s, &e, &self.pq.table_name()],
+        )?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -145,12 +162,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), pq_client::Error>(())
     /// ```
     pub fn iter(&self) -> Iter<T> {
-        Iter { queue: self.clone(), timeout: DEFAULT_TIMEOUT }
+        Iter {
+            queue: self.clone(),
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     /// Ready jobs (Python's `len(queue)`).
     pub fn len(&self) -> Result<i64> {
-        Ok(self.pq.conn()?.query_one(sql::LEN, &[&self.name, &self.pq.table_name()])?.get(0))
+        Ok(self
+            .pq
+            .conn()?
+            .query_one(sql::LEN, &[&self.name, &self.pq.table_name()])?
+            .get(0))
     }
 
     /// True when no job is ready.
@@ -160,7 +184,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Deletes every job of the queue; returns how many.
     pub fn clear(&self) -> Result<i64> {
-        Ok(self.pq.conn()?.query_one(sql::CLEAR, &[&self.name, &self.pq.table_name()])?.get(0))
+        Ok(self
+            .pq
+            .conn()?
+            .query_one(sql::CLEAR, &[&self.name, &self.pq.table_name()])?
+            .get(0))
     }
 
     /// Runs `f` in one transaction (Python's `with queue as cursor`): a job taken with
@@ -177,7 +205,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// })?;
     /// # Ok::<(), pq_client::Error>(())
     /// ```
-    pub fn transaction<R, E: From<crate::Error>>(&self, f: impl FnOnce(&mut Tx<'_, T>) -> Result<R, E>) -> Result<R, E> {
+    pub fn transaction<R, E: From<crate::Error>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_, T>) -> Result<R, E>,
+    ) -> Result<R, E> {
         let mut conn = self.pq.conn()?;
         let tx = conn.transaction().map_err(crate::Error::from)?;
         let mut tx = Tx::new(tx, self.clone());
@@ -190,10 +221,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 }
 
 /// Puts one job on any client or transaction.
-pub(crate) fn put<T: Serialize>(c: &mut impl GenericClient, q: &Queue<T>, data: &T, opts: &Put) -> Result<i64> {
+pub(crate) fn put<T: Serialize>(
+    c: &mut impl GenericClient,
+    q: &Queue<T>,
+    data: &T,
+    opts: &Put,
+) -> Result<i64> {
     let data = serde_json::to_value(data)?;
     let (s, e) = opts.specs();
-    Ok(c.query_one(sql::PUT, &[&q.name, &data, &s, &e, &q.pq.table_name()])?.get(0))
+    Ok(
+        c.query_one(sql::PUT, &[&q.name, &data, &s, &e, &q.pq.table_name()])?
+            .get(0),
+    )
 }
 
 /// Claims one job on any client or transaction; `functions` restricts it to task handlers.

@@ -36,7 +36,12 @@ pub struct TaskOptions {
 
 impl Default for TaskOptions {
     fn default() -> Self {
-        TaskOptions { schedule_at: None, expected_at: None, max_retries: 0, retry_in: "30s".into() }
+        TaskOptions {
+            schedule_at: None,
+            expected_at: None,
+            max_retries: 0,
+            retry_in: "30s".into(),
+        }
     }
 }
 
@@ -62,7 +67,12 @@ pub struct Tasks {
 
 impl Tasks {
     pub(crate) fn new(queue: Queue) -> Tasks {
-        Tasks { queue, handlers: HashMap::new(), defaults: TaskOptions::default(), timeout: Duration::from_secs(1) }
+        Tasks {
+            queue,
+            handlers: HashMap::new(),
+            defaults: TaskOptions::default(),
+            timeout: Duration::from_secs(1),
+        }
     }
 
     /// Sets the defaults of every task enqueued from here.
@@ -86,7 +96,8 @@ impl Tasks {
         F: Fn(A) -> std::result::Result<(), E> + Send + Sync + 'static,
     {
         self.register_call(name, move |call: &TaskCall| {
-            let args = A::deserialize(Value::Array(call.args.clone())).map_err(|e| format!("bad args: {e}"))?;
+            let args = A::deserialize(Value::Array(call.args.clone()))
+                .map_err(|e| format!("bad args: {e}"))?;
             f(args).map_err(|e| e.to_string())
         })
     }
@@ -97,15 +108,27 @@ impl Tasks {
         E: std::fmt::Display,
         F: Fn(&TaskCall) -> std::result::Result<(), E> + Send + Sync + 'static,
     {
-        assert!(!name.contains('('), "Rust task names have no parentheses: those are SQL tasks");
-        self.handlers.insert(name.to_string(), Arc::new(move |c: &TaskCall| f(c).map_err(|e| e.to_string())));
+        assert!(
+            !name.contains('('),
+            "Rust task names have no parentheses: those are SQL tasks"
+        );
+        self.handlers.insert(
+            name.to_string(),
+            Arc::new(move |c: &TaskCall| f(c).map_err(|e| e.to_string())),
+        );
         self
     }
 
     /// Starts a call of task `name`, to enqueue with arguments and per-call overrides
     /// (Python's `eat('Cox', _schedule_at='1m')`).
     pub fn call(&self, name: &str) -> Call<'_> {
-        Call { tasks: self, function: name.to_string(), args: vec![], kwargs: Map::new(), opts: self.defaults.clone() }
+        Call {
+            tasks: self,
+            function: name.to_string(),
+            args: vec![],
+            kwargs: Map::new(),
+            opts: self.defaults.clone(),
+        }
     }
 
     /// Performs tasks forever, waiting for each next job (Python's `work()`); returns only
@@ -137,7 +160,10 @@ impl Tasks {
             tx.commit()?;
             return Ok(false);
         };
-        let function = job.data["function"].as_str().unwrap_or_default().to_string();
+        let function = job.data["function"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let call = TaskCall {
             job_id: job.id,
             args: job.data["args"].as_array().cloned().unwrap_or_default(),
@@ -150,7 +176,10 @@ impl Tasks {
             None => Err(format!("no handler named {function:?}")),
         };
         if let Err(message) = outcome {
-            tx.query_one(sql::TASK_FAILED, &[&job.id, &"P0001", &message, &self.queue.pq.table_name()])?;
+            tx.query_one(
+                sql::TASK_FAILED,
+                &[&job.id, &"P0001", &message, &self.queue.pq.table_name()],
+            )?;
         }
         tx.commit()?;
         Ok(true)
@@ -158,7 +187,10 @@ impl Tasks {
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// One task call being built; [`Call::enqueue`] puts it.
@@ -173,13 +205,17 @@ pub struct Call<'t> {
 impl Call<'_> {
     /// Adds a positional argument.
     pub fn arg(mut self, value: impl Serialize) -> Self {
-        self.args.push(serde_json::to_value(value).unwrap_or(Value::Null));
+        self.args
+            .push(serde_json::to_value(value).unwrap_or(Value::Null));
         self
     }
 
     /// Adds a named argument.
     pub fn kwarg(mut self, name: &str, value: impl Serialize) -> Self {
-        self.kwargs.insert(name.into(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self.kwargs.insert(
+            name.into(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
         self
     }
 
@@ -213,7 +249,10 @@ impl Call<'_> {
             "function": self.function, "args": self.args, "kwargs": self.kwargs,
             "retried": 0, "max_retries": self.opts.max_retries, "retry_in": self.opts.retry_in,
         });
-        let put = Put { schedule_at: self.opts.schedule_at, expected_at: self.opts.expected_at };
+        let put = Put {
+            schedule_at: self.opts.schedule_at,
+            expected_at: self.opts.expected_at,
+        };
         self.tasks.queue.put_with(&data, put)
     }
 }

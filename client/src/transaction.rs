@@ -39,7 +39,11 @@ impl<'c, T: Serialize + DeserializeOwned> Tx<'c, T> {
     }
 
     /// Runs one of your queries in this transaction.
-    pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
         Ok(self.tx.query(sql, params)?)
     }
 

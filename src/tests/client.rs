@@ -17,9 +17,16 @@ fn pq() -> Pq {
 }
 
 fn pool(size: u32) -> Pq {
-    let port: i32 = connect().query_one("SELECT inet_server_port()", &[]).unwrap().get(0);
+    let port: i32 = connect()
+        .query_one("SELECT inet_server_port()", &[])
+        .unwrap()
+        .get(0);
     let mut config = postgres::Config::new();
-    config.host("localhost").port(port as u16).user("postgres").dbname("pgrx_tests");
+    config
+        .host("localhost")
+        .port(port as u16)
+        .user("postgres")
+        .dbname("pgrx_tests");
     let manager = r2d2_postgres::PostgresConnectionManager::new(config, postgres::NoTls);
     Pq::with_pool(r2d2::Pool::builder().max_size(size).build(manager).unwrap())
 }
@@ -37,7 +44,10 @@ fn put_get_len_clear() {
     let id = q.put(&json!({"kind": "Cox"})).unwrap();
     assert_eq!(q.len().unwrap(), 1);
     let job = q.get().unwrap().unwrap();
-    assert_eq!((job.id, job.data.clone(), job.size), (id, json!({"kind": "Cox"}), 15));
+    assert_eq!(
+        (job.id, job.data.clone(), job.size),
+        (id, json!({"kind": "Cox"}), 15)
+    );
     assert!(job.schedule_at.is_none() && job.expected_at.is_none());
     assert!(q.try_get().unwrap().is_none());
     let t0 = Instant::now();
@@ -52,15 +62,33 @@ fn put_get_len_clear() {
 fn schedule_and_priority_in_every_form() {
     let pq = pq();
     let q = pq.queue("c_when");
-    q.put_with(&json!("later"), Put::default().schedule_at("5m")).unwrap();
-    q.put_with(&json!("later too"), Put::default().schedule_at(Duration::from_secs(300))).unwrap();
-    q.put_with(&json!("much later"), Put::default().schedule_at(SystemTime::now() + Duration::from_secs(3600))).unwrap();
+    q.put_with(&json!("later"), Put::default().schedule_at("5m"))
+        .unwrap();
+    q.put_with(
+        &json!("later too"),
+        Put::default().schedule_at(Duration::from_secs(300)),
+    )
+    .unwrap();
+    q.put_with(
+        &json!("much later"),
+        Put::default().schedule_at(SystemTime::now() + Duration::from_secs(3600)),
+    )
+    .unwrap();
     q.put_with(&json!("third"), Put::default()).unwrap();
-    q.put_with(&json!("second"), Put::default().expected_at("1h")).unwrap();
-    q.put_with(&json!("first"), Put::default().expected_at(Duration::from_secs(60))).unwrap();
-    let order: Vec<Value> = std::iter::from_fn(|| q.try_get().unwrap()).map(|j| j.data).collect();
+    q.put_with(&json!("second"), Put::default().expected_at("1h"))
+        .unwrap();
+    q.put_with(
+        &json!("first"),
+        Put::default().expected_at(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let order: Vec<Value> = std::iter::from_fn(|| q.try_get().unwrap())
+        .map(|j| j.data)
+        .collect();
     assert_eq!(order, vec![json!("first"), json!("second"), json!("third")]);
-    let ids = q.put_many(&[json!(1), json!(2), json!(3)], Put::default()).unwrap();
+    let ids = q
+        .put_many(&[json!(1), json!(2), json!(3)], Put::default())
+        .unwrap();
     assert_eq!(ids.len(), 3);
     assert_eq!(q.try_get().unwrap().unwrap().id, ids[0]);
 }
@@ -83,7 +111,10 @@ fn a_blocked_get_wakes_quickly_on_a_put_from_another_thread() {
     assert_eq!(job.unwrap().data, json!("wake up"));
     let latency = got_at - put_at;
     eprintln!("wake-up latency: {latency:?}");
-    assert!(latency < Duration::from_secs(2), "woken by the put, not by a timeout: {latency:?}");
+    assert!(
+        latency < Duration::from_secs(2),
+        "woken by the put, not by a timeout: {latency:?}"
+    );
 }
 
 #[test]
@@ -106,14 +137,18 @@ fn transactions_commit_or_return_the_job() {
     let pq = pq();
     let q = pq.queue("c_tx");
     let mut c = connect();
-    c.batch_execute("CREATE TABLE IF NOT EXISTS c_tx_results (id bigint)").unwrap();
+    c.batch_execute("CREATE TABLE IF NOT EXISTS c_tx_results (id bigint)")
+        .unwrap();
     let id = q.put(&json!({"kind": "Cox"})).unwrap();
 
     // Err: rolled back, the job returns.
     let r: Result<(), pq_client::Error> = q.transaction(|tx| {
         let job = tx.get()?.unwrap();
         tx.execute("INSERT INTO c_tx_results VALUES ($1)", &[&job.id])?;
-        Err(pq_client::Error::Task { function: "test".into(), message: "nope".into() })
+        Err(pq_client::Error::Task {
+            function: "test".into(),
+            message: "nope".into(),
+        })
     });
     assert!(r.is_err());
     // Panic: rolled back too, and the Pq stays usable.
@@ -133,7 +168,10 @@ fn transactions_commit_or_return_the_job() {
         Ok::<_, pq_client::Error>(())
     })
     .unwrap();
-    let results: i64 = c.query_one("SELECT count(*) FROM c_tx_results", &[]).unwrap().get(0);
+    let results: i64 = c
+        .query_one("SELECT count(*) FROM c_tx_results", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(results, 1);
     assert!(q.try_get().unwrap().is_none());
 }
@@ -146,7 +184,10 @@ fn typed_queues_and_python_repr() {
     let job: Job<Apple> = apples.try_get().unwrap().unwrap();
     assert_eq!(job.payload().unwrap(), Apple { kind: "Cox".into() });
     let shown = job.to_string();
-    assert!(shown.starts_with(&format!("<pq.Job id={} size=15 enqueued_at=\"", job.id)), "{shown}");
+    assert!(
+        shown.starts_with(&format!("<pq.Job id={} size=15 enqueued_at=\"", job.id)),
+        "{shown}"
+    );
     assert!(shown.ends_with("Z\" schedule_at=None>"), "{shown}");
     // A payload that is not an Apple is a JSON error, not a panic.
     pq.queue("c_typed").put(&json!([1, 2])).unwrap();
@@ -160,9 +201,16 @@ fn server_errors_keep_their_sqlstate() {
     let e = pq.queue("").put(&json!(1)).unwrap_err();
     assert_eq!(e.sqlstate(), Some("22023"));
     assert!(e.to_string().contains("must not be empty"), "{e}");
-    let e = pq.queue("c_err").put_with(&json!(1), Put::default().schedule_at("5x")).unwrap_err();
+    let e = pq
+        .queue("c_err")
+        .put_with(&json!(1), Put::default().schedule_at("5x"))
+        .unwrap_err();
     assert_eq!(e.sqlstate(), Some("22007"));
-    let e = Pq::new(connect()).table("no_such_table").queue("q").put(&json!(1)).unwrap_err();
+    let e = Pq::new(connect())
+        .table("no_such_table")
+        .queue("q")
+        .put(&json!(1))
+        .unwrap_err();
     assert_eq!(e.sqlstate(), Some("42P01"));
 }
 
@@ -174,7 +222,10 @@ fn create_makes_another_queue_table() {
     let q = pq.queue("q");
     let id = q.put(&json!(1)).unwrap();
     assert_eq!(q.try_get().unwrap().unwrap().id, id);
-    let in_default: i64 = connect().query_one("SELECT count(*) FROM queue WHERE q_name = 'q'", &[]).unwrap().get(0);
+    let in_default: i64 = connect()
+        .query_one("SELECT count(*) FROM queue WHERE q_name = 'q'", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(in_default, 0);
 }
 
@@ -182,26 +233,40 @@ fn create_makes_another_queue_table() {
 fn tasks_with_handlers_overrides_and_retries() {
     let pq = pq();
     let eaten = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut tasks = pq.tasks("c_tasks").timeout(Duration::from_millis(100)).defaults(TaskOptions {
-        max_retries: 1,
-        retry_in: "1h".into(),
-        ..TaskOptions::default()
-    });
+    let mut tasks = pq
+        .tasks("c_tasks")
+        .timeout(Duration::from_millis(100))
+        .defaults(TaskOptions {
+            max_retries: 1,
+            retry_in: "1h".into(),
+            ..TaskOptions::default()
+        });
     let log = eaten.clone();
     tasks.register("eat", move |(kind,): (String,)| {
         log.lock().unwrap().push(kind);
         Ok::<_, String>(())
     });
-    tasks.register("rot", |(kind,): (String,)| Err::<(), _>(format!("the {kind} is rotten")));
+    tasks.register("rot", |(kind,): (String,)| {
+        Err::<(), _>(format!("the {kind} is rotten"))
+    });
     tasks.register_call("explode", |_call| -> Result<(), String> { panic!("boom") });
     let eat = tasks.call("eat").arg("Cox").enqueue().unwrap();
-    let late = tasks.call("eat").arg("Fuji").schedule_at("1h").enqueue().unwrap();
+    let late = tasks
+        .call("eat")
+        .arg("Fuji")
+        .schedule_at("1h")
+        .enqueue()
+        .unwrap();
     let rot = tasks.call("rot").arg("Bramley").enqueue().unwrap();
     let explode = tasks.call("explode").max_retries(0).enqueue().unwrap();
     // A SQL task in the same queue is left for pq_work.
     let mut c = connect();
-    c.batch_execute("CREATE OR REPLACE FUNCTION c_noop() RETURNS void LANGUAGE sql AS 'SELECT'").unwrap();
-    let sql_task: i64 = c.query_one("SELECT pq_put_task('c_tasks', 'c_noop()')", &[]).unwrap().get(0);
+    c.batch_execute("CREATE OR REPLACE FUNCTION c_noop() RETURNS void LANGUAGE sql AS 'SELECT'")
+        .unwrap();
+    let sql_task: i64 = c
+        .query_one("SELECT pq_put_task('c_tasks', 'c_noop()')", &[])
+        .unwrap()
+        .get(0);
 
     assert_eq!(tasks.work_burst().unwrap(), 3);
     assert_eq!(*eaten.lock().unwrap(), vec!["Cox".to_string()]);
@@ -216,7 +281,13 @@ fn tasks_with_handlers_overrides_and_retries() {
     assert!(!r.get::<_, bool>(0), "done");
     let r = row(rot);
     assert_eq!(
-        (r.get::<_, bool>(0), r.get::<_, i32>(1), r.get::<_, bool>(2), r.get::<_, String>(3), r.get::<_, bool>(4)),
+        (
+            r.get::<_, bool>(0),
+            r.get::<_, i32>(1),
+            r.get::<_, bool>(2),
+            r.get::<_, String>(3),
+            r.get::<_, bool>(4)
+        ),
         (true, 1, false, "the Bramley is rotten".to_string(), true),
         "rescheduled retry_in later with retried + 1"
     );
@@ -224,19 +295,41 @@ fn tasks_with_handlers_overrides_and_retries() {
     assert!(r.get::<_, bool>(2), "failed for good");
     assert!(r.get::<_, String>(3).contains("boom"));
     let r = row(late);
-    assert!(r.get::<_, bool>(0) && r.get::<_, bool>(4), "per-call schedule_at override");
-    let untouched: bool = c.query_one("SELECT dequeued_at IS NULL FROM queue WHERE id = $1", &[&sql_task]).unwrap().get(0);
+    assert!(
+        r.get::<_, bool>(0) && r.get::<_, bool>(4),
+        "per-call schedule_at override"
+    );
+    let untouched: bool = c
+        .query_one(
+            "SELECT dequeued_at IS NULL FROM queue WHERE id = $1",
+            &[&sql_task],
+        )
+        .unwrap()
+        .get(0);
     assert!(untouched);
     // The shape is the extension's (and Python pq's).
-    let shape: Value = c.query_one("SELECT data FROM queue WHERE id = $1", &[&late]).unwrap().get(0);
-    assert_eq!(shape, json!({"function": "eat", "args": ["Fuji"], "kwargs": {}, "retried": 0, "max_retries": 1, "retry_in": "1h"}));
+    let shape: Value = c
+        .query_one("SELECT data FROM queue WHERE id = $1", &[&late])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        shape,
+        json!({"function": "eat", "args": ["Fuji"], "kwargs": {}, "retried": 0, "max_retries": 1, "retry_in": "1h"})
+    );
 }
 
 #[test]
 fn threads_sharing_a_pool_drain_a_queue_exactly_once() {
     let pq = pool(4);
     let q = pq.queue("c_pool");
-    let ids: HashSet<i64> = q.put_many(&(0..2000).map(|i| json!(i)).collect::<Vec<_>>(), Put::default()).unwrap().into_iter().collect();
+    let ids: HashSet<i64> = q
+        .put_many(
+            &(0..2000).map(|i| json!(i)).collect::<Vec<_>>(),
+            Put::default(),
+        )
+        .unwrap()
+        .into_iter()
+        .collect();
     let taken = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|_| {
@@ -252,7 +345,10 @@ fn threads_sharing_a_pool_drain_a_queue_exactly_once() {
             })
         })
         .collect();
-    let got: Vec<i64> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let got: Vec<i64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     let unique: HashSet<i64> = got.iter().copied().collect();
     assert_eq!(got.len(), unique.len(), "a job was taken twice");
     assert_eq!(unique, ids, "a job was lost");

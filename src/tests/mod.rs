@@ -25,9 +25,17 @@ mod tests {
             "SELECT id, data::text, size FROM pq_get('t_basic')",
         )
         .unwrap();
-        assert_eq!(row, (Some(id), Some(r#"{"kind": "Cox"}"#.to_string()), Some(15)));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_basic')"), Some(0));
-        let dequeued = one::<bool>(&format!("SELECT dequeued_at IS NOT NULL FROM queue WHERE id = {id}"));
+        assert_eq!(
+            row,
+            (Some(id), Some(r#"{"kind": "Cox"}"#.to_string()), Some(15))
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('t_basic')"),
+            Some(0)
+        );
+        let dequeued = one::<bool>(&format!(
+            "SELECT dequeued_at IS NOT NULL FROM queue WHERE id = {id}"
+        ));
         assert_eq!(dequeued, Some(true));
     }
 
@@ -75,7 +83,9 @@ mod tests {
                 let check = if expect == "__absolute" {
                     format!("SELECT {column} = '2100-01-01 00:00:00+00' FROM queue WHERE id = {id}")
                 } else {
-                    format!("SELECT {column} - now() = interval '{expect}' FROM queue WHERE id = {id}")
+                    format!(
+                        "SELECT {column} - now() = interval '{expect}' FROM queue WHERE id = {id}"
+                    )
                 };
                 assert_eq!(one::<bool>(&check), Some(true), "{spec} as {column}");
             }
@@ -116,9 +126,14 @@ mod tests {
         });
         assert_eq!(ids.len(), 3);
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in array order");
-        let got = one::<String>("SELECT string_agg(data->>'n', ',') FROM pq_get('t_batch', batch_size => 2)");
+        let got = one::<String>(
+            "SELECT string_agg(data->>'n', ',') FROM pq_get('t_batch', batch_size => 2)",
+        );
         assert_eq!(got.as_deref(), Some("1,2"));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_batch', batch_size => 5)"), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('t_batch', batch_size => 5)"),
+            Some(1)
+        );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pq_put_many('t_batch', '{}'::jsonb[])"),
             Some(0)
@@ -134,13 +149,33 @@ mod tests {
         .unwrap();
         assert_eq!(one::<i64>("SELECT pq_len('t_admin')"), Some(2));
         let id = one::<i64>("SELECT min(id) FROM queue WHERE q_name = 't_admin'").unwrap();
-        assert_eq!(one::<bool>(&format!(r#"SELECT pq_update('t_admin', {id}, '{{"a":9}}')"#)), Some(true));
-        assert_eq!(one::<bool>(r#"SELECT pq_update('t_admin', -1, '{"a":9}')"#), Some(false));
-        assert_eq!(one::<bool>(r#"SELECT pq_update('other', -1, '{"a":9}')"#), Some(false));
-        assert_eq!(one::<String>("SELECT data->>'a' FROM pq_get('t_admin')").as_deref(), Some("9"));
+        assert_eq!(
+            one::<bool>(&format!(
+                r#"SELECT pq_update('t_admin', {id}, '{{"a":9}}')"#
+            )),
+            Some(true)
+        );
+        assert_eq!(
+            one::<bool>(r#"SELECT pq_update('t_admin', -1, '{"a":9}')"#),
+            Some(false)
+        );
+        assert_eq!(
+            one::<bool>(r#"SELECT pq_update('other', -1, '{"a":9}')"#),
+            Some(false)
+        );
+        assert_eq!(
+            one::<String>("SELECT data->>'a' FROM pq_get('t_admin')").as_deref(),
+            Some("9")
+        );
         assert_eq!(one::<i64>("SELECT pq_clear('t_admin')"), Some(3));
-        assert_eq!(one::<i64>("SELECT count(*) FROM queue WHERE q_name = 't_admin'"), Some(0));
-        assert_eq!(one::<String>("SELECT pq_channel('apples')").as_deref(), Some("apples"));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM queue WHERE q_name = 't_admin'"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<String>("SELECT pq_channel('apples')").as_deref(),
+            Some("apples")
+        );
         let long = "x".repeat(64);
         assert_eq!(
             one::<String>(&format!("SELECT pq_channel('{long}')")),
@@ -162,7 +197,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(row, (Some(2), Some(1), Some(1)));
-        let age = one::<Interval>("SELECT oldest_ready_age FROM pq_stats() WHERE queue = 't_stats'");
+        let age =
+            one::<Interval>("SELECT oldest_ready_age FROM pq_stats() WHERE queue = 't_stats'");
         assert!(age.is_some());
     }
 
@@ -171,13 +207,30 @@ mod tests {
         Spi::run("SELECT pq_create_table('jobs'); CREATE SCHEMA app; SELECT pq_create_table('app.\"My Jobs\"')")
             .unwrap();
         for tbl in ["'jobs'", r#"'app."My Jobs"'"#] {
-            let id = one::<i64>(&format!(r#"SELECT pq_put('q', '{{"x":1}}', tbl => {tbl})"#)).unwrap();
-            Spi::run(&format!("SELECT * FROM pq_put_many('q', ARRAY['{{}}']::jsonb[], tbl => {tbl})")).unwrap();
+            let id =
+                one::<i64>(&format!(r#"SELECT pq_put('q', '{{"x":1}}', tbl => {tbl})"#)).unwrap();
+            Spi::run(&format!(
+                "SELECT * FROM pq_put_many('q', ARRAY['{{}}']::jsonb[], tbl => {tbl})"
+            ))
+            .unwrap();
             assert_eq!(one::<i64>(&format!("SELECT pq_len('q', {tbl})")), Some(2));
-            assert_eq!(one::<i64>(&format!("SELECT pq_len('q')")), Some(0), "default table untouched");
-            assert_eq!(one::<i64>(&format!("SELECT id FROM pq_get('q', tbl => {tbl})")), Some(id));
-            assert_eq!(one::<bool>(&format!("SELECT pq_update('q', {id}, '{{}}', {tbl})")), Some(true));
-            assert_eq!(one::<i64>(&format!("SELECT done FROM pq_stats({tbl})")), Some(1));
+            assert_eq!(
+                one::<i64>("SELECT pq_len('q')"),
+                Some(0),
+                "default table untouched"
+            );
+            assert_eq!(
+                one::<i64>(&format!("SELECT id FROM pq_get('q', tbl => {tbl})")),
+                Some(id)
+            );
+            assert_eq!(
+                one::<bool>(&format!("SELECT pq_update('q', {id}, '{{}}', {tbl})")),
+                Some(true)
+            );
+            assert_eq!(
+                one::<i64>(&format!("SELECT done FROM pq_stats({tbl})")),
+                Some(1)
+            );
             assert_eq!(one::<i64>(&format!("SELECT pq_clear('q', {tbl})")), Some(2));
         }
     }
@@ -187,13 +240,19 @@ mod tests {
         Spi::run("SELECT pq_put('t_due', '{}', now() + interval '300 ms')").unwrap();
         // now() is the transaction start; the job is due 300 ms later by the clock.
         assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_due')"), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_due', '5s')"), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('t_due', '5s')"),
+            Some(1)
+        );
     }
 
     #[pg_test]
     fn blocking_get_times_out_empty() {
         let t0 = std::time::Instant::now();
-        assert_eq!(one::<i64>("SELECT count(*) FROM pq_get('t_empty', '200ms')"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('t_empty', '200ms')"),
+            Some(0)
+        );
         assert!(t0.elapsed() >= std::time::Duration::from_millis(200));
     }
 }

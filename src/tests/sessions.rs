@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 /// A fresh connection to the test cluster, starting the cluster on first use.
 pub(super) fn connect() -> Client {
-    pgrx_tests::run_test("cluster_ready", None, crate::pg_test::postgresql_conf_options())
-        .expect("test cluster");
+    pgrx_tests::run_test(
+        "cluster_ready",
+        None,
+        crate::pg_test::postgresql_conf_options(),
+    )
+    .expect("test cluster");
     pgrx_tests::client().expect("connect").0
 }
 
@@ -28,7 +32,9 @@ fn put_n(c: &mut Client, queue: &str, n: i32) -> Vec<i64> {
 }
 
 fn sqlstate(e: &postgres::Error) -> String {
-    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("{e}"))
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| format!("{e}"))
 }
 
 #[test]
@@ -47,7 +53,12 @@ fn four_getters_drain_thousands_exactly_once() {
                     // Half the getters take one job per transaction, half take batches.
                     let batch = if w % 2 == 0 { 1 } else { 7 };
                     let mut tx = c.transaction().unwrap();
-                    let rows = tx.query("SELECT id FROM pq_get('s_drain', batch_size => $1)", &[&batch]).unwrap();
+                    let rows = tx
+                        .query(
+                            "SELECT id FROM pq_get('s_drain', batch_size => $1)",
+                            &[&batch],
+                        )
+                        .unwrap();
                     tx.commit().unwrap();
                     if rows.is_empty() {
                         return got;
@@ -65,7 +76,10 @@ fn four_getters_drain_thousands_exactly_once() {
     assert_eq!(unique.len(), seen.len(), "a job was taken twice");
     assert_eq!(unique, ids, "a job was lost");
     let left: i64 = c
-        .query_one("SELECT count(*) FROM queue WHERE q_name = 's_drain' AND dequeued_at IS NULL", &[])
+        .query_one(
+            "SELECT count(*) FROM queue WHERE q_name = 's_drain' AND dequeued_at IS NULL",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
@@ -76,10 +90,16 @@ fn rollback_returns_the_job() {
     let mut c = connect();
     let id = put_n(&mut c, "s_rollback", 1)[0];
     let mut tx = c.transaction().unwrap();
-    let got: i64 = tx.query_one("SELECT id FROM pq_get('s_rollback')", &[]).unwrap().get(0);
+    let got: i64 = tx
+        .query_one("SELECT id FROM pq_get('s_rollback')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(got, id);
     tx.rollback().unwrap();
-    let again: i64 = c.query_one("SELECT id FROM pq_get('s_rollback')", &[]).unwrap().get(0);
+    let again: i64 = c
+        .query_one("SELECT id FROM pq_get('s_rollback')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(again, id);
 }
 
@@ -89,12 +109,21 @@ fn a_job_held_by_an_open_transaction_is_skipped_not_waited_on() {
     let mut b = connect();
     let ids = put_n(&mut a, "s_held", 2);
     let mut tx = a.transaction().unwrap();
-    let held: i64 = tx.query_one("SELECT id FROM pq_get('s_held')", &[]).unwrap().get(0);
+    let held: i64 = tx
+        .query_one("SELECT id FROM pq_get('s_held')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(held, ids[0]);
     b.batch_execute("SET statement_timeout = '2s'").unwrap();
-    let next: i64 = b.query_one("SELECT id FROM pq_get('s_held')", &[]).unwrap().get(0);
+    let next: i64 = b
+        .query_one("SELECT id FROM pq_get('s_held')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(next, ids[1]);
-    assert!(b.query("SELECT id FROM pq_get('s_held')", &[]).unwrap().is_empty());
+    assert!(b
+        .query("SELECT id FROM pq_get('s_held')", &[])
+        .unwrap()
+        .is_empty());
     let in_flight: i64 = b
         .query_one("SELECT in_flight FROM pq_stats WHERE queue = 's_held'", &[])
         .unwrap()
@@ -106,11 +135,25 @@ fn a_job_held_by_an_open_transaction_is_skipped_not_waited_on() {
 #[test]
 fn a_scheduled_job_is_not_returned_early_and_is_returned_once_due() {
     let mut c = connect();
-    let id: i64 = c.query_one("SELECT pq_put('s_sched', '{}', '1s')", &[]).unwrap().get(0);
-    assert!(c.query("SELECT id FROM pq_get('s_sched')", &[]).unwrap().is_empty());
-    assert_eq!(c.query_one("SELECT pq_len('s_sched')", &[]).unwrap().get::<_, i64>(0), 0);
+    let id: i64 = c
+        .query_one("SELECT pq_put('s_sched', '{}', '1s')", &[])
+        .unwrap()
+        .get(0);
+    assert!(c
+        .query("SELECT id FROM pq_get('s_sched')", &[])
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        c.query_one("SELECT pq_len('s_sched')", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
     let t0 = Instant::now();
-    let got: i64 = c.query_one("SELECT id FROM pq_get('s_sched', '10s')", &[]).unwrap().get(0);
+    let got: i64 = c
+        .query_one("SELECT id FROM pq_get('s_sched', '10s')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(got, id);
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
@@ -120,16 +163,22 @@ fn a_blocked_get_wakes_on_a_put_from_another_session() {
     let mut c = connect();
     let waiter = thread::spawn(move || {
         let t0 = Instant::now();
-        let row = c.query_one("SELECT data->>'n' FROM pq_get('s_wake', '30s')", &[]).unwrap();
+        let row = c
+            .query_one("SELECT data->>'n' FROM pq_get('s_wake', '30s')", &[])
+            .unwrap();
         (row.get::<_, String>(0), t0.elapsed())
     });
     thread::sleep(Duration::from_millis(500));
     let mut p = connect();
     let put_at = Instant::now();
-    p.execute(r#"SELECT pq_put('s_wake', '{"n":"7"}')"#, &[]).unwrap();
+    p.execute(r#"SELECT pq_put('s_wake', '{"n":"7"}')"#, &[])
+        .unwrap();
     let (n, waited) = waiter.join().unwrap();
     assert_eq!(n, "7");
-    assert!(waited >= Duration::from_millis(400), "returned before the put: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "returned before the put: {waited:?}"
+    );
     eprintln!("woke {:?} after the put", put_at.elapsed());
     assert!(put_at.elapsed() < Duration::from_secs(10));
 }
@@ -138,7 +187,9 @@ fn a_blocked_get_wakes_on_a_put_from_another_session() {
 fn a_blocked_get_is_interruptible() {
     let mut c = connect();
     c.batch_execute("SET statement_timeout = '300ms'").unwrap();
-    let e = c.query("SELECT * FROM pq_get('s_cancel', NULL)", &[]).unwrap_err();
+    let e = c
+        .query("SELECT * FROM pq_get('s_cancel', NULL)", &[])
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "57014");
     c.batch_execute("RESET statement_timeout").unwrap();
     assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
@@ -147,9 +198,13 @@ fn a_blocked_get_is_interruptible() {
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let canceller = thread::spawn(move || {
         thread::sleep(Duration::from_millis(300));
-        other.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+        other
+            .execute("SELECT pg_cancel_backend($1)", &[&pid])
+            .unwrap();
     });
-    let e = c.query("SELECT * FROM pq_get('s_cancel', '60s')", &[]).unwrap_err();
+    let e = c
+        .query("SELECT * FROM pq_get('s_cancel', '60s')", &[])
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "57014");
     canceller.join().unwrap();
 }
@@ -171,7 +226,11 @@ fn put_notifies_listeners_on_commit_only() {
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].channel(), "s_notify");
-    let more: Vec<_> = listener.notifications().timeout_iter(Duration::from_millis(300)).collect().unwrap();
+    let more: Vec<_> = listener
+        .notifications()
+        .timeout_iter(Duration::from_millis(300))
+        .collect()
+        .unwrap();
     assert!(more.is_empty(), "the rolled-back put must not notify");
 }
 
@@ -182,7 +241,11 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let cases: &[(&str, &str, &str)] = &[
         ("SELECT pq_put('', '{}')", "22023", "must not be empty"),
         ("SELECT pq_put(NULL, '{}')", "22004", "must not be NULL"),
-        ("SELECT pq_put('s_bad', NULL)", "22004", "data must not be NULL"),
+        (
+            "SELECT pq_put('s_bad', NULL)",
+            "22004",
+            "data must not be NULL",
+        ),
         ("SELECT pq_put('s_bad', 'not json')", "22P02", "json"),
         ("SELECT pq_put('s_bad', '{}', '5x')", "22007", "\"5x\""),
         ("SELECT pq_put('s_bad', '{}', '-5m')", "22007", "\"-5m\""),
@@ -190,39 +253,100 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_put('s_bad', '{}', '1.5h')", "22007", "\"1.5h\""),
         ("SELECT pq_put('s_bad', '{}', '5')", "22007", "\"5\""),
         ("SELECT pq_put('s_bad', '{}', 'soon')", "22007", "\"soon\""),
-        ("SELECT pq_put('s_bad', '{}', '99999999999999d')", "22008", "too far"),
-        ("SELECT pq_put('s_bad', '{}', expected_at => 'x1')", "22007", "expected_at"),
-        ("SELECT pq_put('s_bad', '{}', interval '-5 minutes')", "22023", "negative"),
-        ("SELECT pq_put('s_bad', '{}', tbl => 'nope')", "42P01", "nope"),
+        (
+            "SELECT pq_put('s_bad', '{}', '99999999999999d')",
+            "22008",
+            "too far",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', expected_at => 'x1')",
+            "22007",
+            "expected_at",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', interval '-5 minutes')",
+            "22023",
+            "negative",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', tbl => 'nope')",
+            "42P01",
+            "nope",
+        ),
         // Table names are regclass: PostgreSQL rejects malformed ones itself, before pq runs.
-        ("SELECT pq_put('s_bad', '{}', tbl => 'queue; DROP TABLE queue')", "42602", "invalid name syntax"),
-        ("SELECT pq_put('s_bad', '{}', tbl => 'q\"x')", "42P01", "q\"x"),
-        ("SELECT pq_put('s_bad', '{}', tbl => 'pg_class')", "42809", "pg_class"),
-        ("SELECT pq_put_many('s_bad', ARRAY['{}', NULL]::jsonb[])", "22004", "NULL"),
-        ("SELECT pq_put_many('s_bad', NULL)", "22004", "data must not be NULL"),
+        (
+            "SELECT pq_put('s_bad', '{}', tbl => 'queue; DROP TABLE queue')",
+            "42602",
+            "invalid name syntax",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', tbl => 'q\"x')",
+            "42P01",
+            "q\"x",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', tbl => 'pg_class')",
+            "42809",
+            "pg_class",
+        ),
+        (
+            "SELECT pq_put_many('s_bad', ARRAY['{}', NULL]::jsonb[])",
+            "22004",
+            "NULL",
+        ),
+        (
+            "SELECT pq_put_many('s_bad', NULL)",
+            "22004",
+            "data must not be NULL",
+        ),
         ("SELECT * FROM pq_get('')", "22023", "must not be empty"),
         ("SELECT * FROM pq_get('s_bad', '-1s')", "22023", "negative"),
-        ("SELECT * FROM pq_get('s_bad', batch_size => 0)", "22023", "got 0"),
-        ("SELECT * FROM pq_get('s_bad', tbl => 'nope')", "42P01", "nope"),
+        (
+            "SELECT * FROM pq_get('s_bad', batch_size => 0)",
+            "22023",
+            "got 0",
+        ),
+        (
+            "SELECT * FROM pq_get('s_bad', tbl => 'nope')",
+            "42P01",
+            "nope",
+        ),
         ("SELECT pq_len(NULL)", "22004", "must not be NULL"),
         ("SELECT pq_clear('')", "22023", "must not be empty"),
-        ("SELECT pq_update('s_bad', NULL, '{}')", "22004", "id must not be NULL"),
+        (
+            "SELECT pq_update('s_bad', NULL, '{}')",
+            "22004",
+            "id must not be NULL",
+        ),
         ("SELECT pq_create_table('a.b.c')", "42602", "a.b.c"),
-        ("SELECT pq_create_table('x; DROP TABLE queue')", "42602", "x; DROP TABLE queue"),
+        (
+            "SELECT pq_create_table('x; DROP TABLE queue')",
+            "42602",
+            "x; DROP TABLE queue",
+        ),
         ("SELECT pq_create_table('')", "22023", "empty"),
     ];
-    let before: i64 = c.query_one("SELECT count(*) FROM queue", &[]).unwrap().get(0);
+    let before: i64 = c
+        .query_one("SELECT count(*) FROM queue", &[])
+        .unwrap()
+        .get(0);
     for (sql, code, fragment) in cases {
         let e = c.query(*sql, &[]).expect_err(sql);
         let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
         assert_eq!(db.code().code(), *code, "{sql}: {}", db.message());
         let text = format!("{} {}", db.message(), db.hint().unwrap_or(""));
-        assert!(text.contains(fragment), "{sql}: message {text:?} lacks {fragment:?}");
+        assert!(
+            text.contains(fragment),
+            "{sql}: message {text:?} lacks {fragment:?}"
+        );
         assert!(!text.contains("panicked"), "{sql}: {text}");
         // The session stays usable.
         assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
     }
-    let after: i64 = c.query_one("SELECT count(*) FROM queue", &[]).unwrap().get(0);
+    let after: i64 = c
+        .query_one("SELECT count(*) FROM queue", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(before, after, "an error left a row behind");
 }
 
@@ -242,15 +366,31 @@ fn a_hostile_search_path_changes_nothing() {
            SET search_path = evil, pg_catalog, public;"#,
     )
     .unwrap();
-    let id: i64 = c.query_one("SELECT public.pq_put('s_path', '{}')", &[]).unwrap().get(0);
-    c.query("SELECT * FROM public.pq_put_many('s_path', ARRAY['{}']::jsonb[])", &[]).unwrap();
-    let row = c.query_one("SELECT id, size, enqueued_at > '2000-01-01' FROM public.pq_get('s_path')", &[]).unwrap();
+    let id: i64 = c
+        .query_one("SELECT public.pq_put('s_path', '{}')", &[])
+        .unwrap()
+        .get(0);
+    c.query(
+        "SELECT * FROM public.pq_put_many('s_path', ARRAY['{}']::jsonb[])",
+        &[],
+    )
+    .unwrap();
+    let row = c
+        .query_one(
+            "SELECT id, size, enqueued_at > '2000-01-01' FROM public.pq_get('s_path')",
+            &[],
+        )
+        .unwrap();
     assert_eq!(row.get::<_, i64>(0), id);
     assert_eq!(row.get::<_, i32>(1), 2);
     assert!(row.get::<_, bool>(2));
-    let evil: i64 = c.query_one("SELECT count(*) FROM evil.queue", &[]).unwrap().get(0);
+    let evil: i64 = c
+        .query_one("SELECT count(*) FROM evil.queue", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(evil, 0);
-    c.batch_execute("RESET search_path; DROP SCHEMA evil CASCADE").unwrap();
+    c.batch_execute("RESET search_path; DROP SCHEMA evil CASCADE")
+        .unwrap();
 }
 
 fn create_task_functions(c: &mut Client, suffix: &str) {
@@ -281,12 +421,24 @@ fn the_committing_procedure_commits_after_each_job() {
     });
     let mut watcher = connect();
     thread::sleep(Duration::from_millis(800));
-    let midway: i64 = watcher.query_one("SELECT count(*) FROM eaten_loop", &[]).unwrap().get(0);
+    let midway: i64 = watcher
+        .query_one("SELECT count(*) FROM eaten_loop", &[])
+        .unwrap()
+        .get(0);
     runner.join().unwrap();
-    let done: i64 = watcher.query_one("SELECT count(*) FROM eaten_loop", &[]).unwrap().get(0);
-    assert!((1..5).contains(&midway), "saw {midway} of 5 while the loop ran");
+    let done: i64 = watcher
+        .query_one("SELECT count(*) FROM eaten_loop", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        (1..5).contains(&midway),
+        "saw {midway} of 5 while the loop ran"
+    );
     assert_eq!(done, 5);
-    let left: i64 = watcher.query_one("SELECT pq_len('s_loop')", &[]).unwrap().get(0);
+    let left: i64 = watcher
+        .query_one("SELECT pq_len('s_loop')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(left, 0);
 }
 
@@ -298,9 +450,16 @@ fn background_workers_drain_a_queue_while_jobs_are_put() {
     create_task_functions(&mut c, "bg");
     let n = 200;
     for i in 0..n {
-        let f = if i % 50 == 7 { "rot_bg(text)" } else { "eat_bg(text)" };
-        c.execute("SELECT pq_put_task('bg_tasks', $1, jsonb_build_array($2::text))", &[&f, &i.to_string()])
-            .unwrap();
+        let f = if i % 50 == 7 {
+            "rot_bg(text)"
+        } else {
+            "eat_bg(text)"
+        };
+        c.execute(
+            "SELECT pq_put_task('bg_tasks', $1, jsonb_build_array($2::text))",
+            &[&f, &i.to_string()],
+        )
+        .unwrap();
         if i % 20 == 0 {
             thread::sleep(Duration::from_millis(20));
         }
@@ -308,7 +467,10 @@ fn background_workers_drain_a_queue_while_jobs_are_put() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pending: i64 = c
-            .query_one("SELECT count(*) FROM queue WHERE q_name = 'bg_tasks' AND dequeued_at IS NULL", &[])
+            .query_one(
+                "SELECT count(*) FROM queue WHERE q_name = 'bg_tasks' AND dequeued_at IS NULL",
+                &[],
+            )
             .unwrap()
             .get(0);
         if pending == 0 {
@@ -317,12 +479,24 @@ fn background_workers_drain_a_queue_while_jobs_are_put() {
         assert!(Instant::now() < deadline, "{pending} jobs still pending");
         thread::sleep(Duration::from_millis(100));
     }
-    let eaten: i64 = c.query_one("SELECT count(DISTINCT kind) FROM eaten_bg", &[]).unwrap().get(0);
-    let failed: i64 = c.query_one("SELECT count(*) FROM pq_failed WHERE queue = 'bg_tasks'", &[]).unwrap().get(0);
+    let eaten: i64 = c
+        .query_one("SELECT count(DISTINCT kind) FROM eaten_bg", &[])
+        .unwrap()
+        .get(0);
+    let failed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pq_failed WHERE queue = 'bg_tasks'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     assert_eq!(eaten, n as i64 - 4);
     assert_eq!(failed, 4);
     let workers: i64 = c
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq worker'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq worker'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(workers, 2, "both workers still running");
@@ -348,7 +522,10 @@ fn four_sessions_performing_tasks_perform_each_exactly_once() {
                 let mut performed = 0i64;
                 loop {
                     let n: i64 = c
-                        .query_one("SELECT count(*) FROM pq_work('s_work_drain', max_jobs => 5)", &[])
+                        .query_one(
+                            "SELECT count(*) FROM pq_work('s_work_drain', max_jobs => 5)",
+                            &[],
+                        )
                         .unwrap()
                         .get(0);
                     if n == 0 {
@@ -362,8 +539,17 @@ fn four_sessions_performing_tasks_perform_each_exactly_once() {
     let performed: i64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(performed, 600);
     let (rows, distinct): (i64, i64) = {
-        let r = c.query_one("SELECT count(*), count(DISTINCT kind) FROM eaten_wdrain", &[]).unwrap();
+        let r = c
+            .query_one(
+                "SELECT count(*), count(DISTINCT kind) FROM eaten_wdrain",
+                &[],
+            )
+            .unwrap();
         (r.get(0), r.get(1))
     };
-    assert_eq!((rows, distinct), (600, 600), "each task performed exactly once");
+    assert_eq!(
+        (rows, distinct),
+        (600, 600),
+        "each task performed exactly once"
+    );
 }

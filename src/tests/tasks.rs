@@ -25,15 +25,30 @@ mod tests {
     fn a_task_is_performed_with_python_pq_shape() {
         setup();
         let id = one::<i64>(r#"SELECT pq_put_task('t_ok', 'eat(text)', '["Cox"]')"#).unwrap();
-        let shape = one::<pgrx::JsonB>(&format!("SELECT data FROM queue WHERE id = {id}")).unwrap().0;
+        let shape = one::<pgrx::JsonB>(&format!("SELECT data FROM queue WHERE id = {id}"))
+            .unwrap()
+            .0;
         assert_eq!(
             shape,
             serde_json::json!({"function": "public.eat(text)", "args": ["Cox"], "kwargs": {},
                                "retried": 0, "max_retries": 0, "retry_in": "30s"})
         );
-        let row = Spi::get_three::<i64, String, String>("SELECT id, function, outcome FROM pq_work('t_ok')").unwrap();
-        assert_eq!(row, (Some(id), Some("public.eat(text)".into()), Some("done".into())));
-        assert_eq!(one::<String>("SELECT string_agg(kind, ',') FROM eaten").as_deref(), Some("Cox"));
+        let row = Spi::get_three::<i64, String, String>(
+            "SELECT id, function, outcome FROM pq_work('t_ok')",
+        )
+        .unwrap();
+        assert_eq!(
+            row,
+            (
+                Some(id),
+                Some("public.eat(text)".into()),
+                Some("done".into())
+            )
+        );
+        assert_eq!(
+            one::<String>("SELECT string_agg(kind, ',') FROM eaten").as_deref(),
+            Some("Cox")
+        );
         assert_eq!(one::<i64>("SELECT count(*) FROM pq_work('t_ok')"), Some(0));
     }
 
@@ -51,9 +66,17 @@ mod tests {
                                   '{"f": 9000000000, "g": ["x,y", "q\"uote"], "h": true}')"#,
         )
         .unwrap();
-        assert_eq!(one::<String>("SELECT outcome FROM pq_work('t_args')").as_deref(), Some("done"));
-        let got = one::<String>("SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', a, b, c, d, e, f, g, h) FROM got");
-        assert_eq!(got.as_deref(), Some(r#"1|two|{"k": [3]}|{4,5}|dflt|9000000000|{"x,y","q\"uote"}|t"#));
+        assert_eq!(
+            one::<String>("SELECT outcome FROM pq_work('t_args')").as_deref(),
+            Some("done")
+        );
+        let got = one::<String>(
+            "SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', a, b, c, d, e, f, g, h) FROM got",
+        );
+        assert_eq!(
+            got.as_deref(),
+            Some(r#"1|two|{"k": [3]}|{4,5}|dflt|9000000000|{"x,y","q\"uote"}|t"#)
+        );
     }
 
     #[pg_test]
@@ -78,9 +101,15 @@ mod tests {
                 );
                 assert_eq!(one::<bool>(&check), Some(true), "attempt {attempt}");
                 // Not due yet, so not performed again...
-                assert_eq!(one::<i64>("SELECT count(*) FROM pq_work('t_fail')"), Some(0));
+                assert_eq!(
+                    one::<i64>("SELECT count(*) FROM pq_work('t_fail')"),
+                    Some(0)
+                );
                 // ...until retry_in has passed.
-                Spi::run(&format!("UPDATE queue SET schedule_at = now() - interval '1 s' WHERE id = {id}")).unwrap();
+                Spi::run(&format!(
+                    "UPDATE queue SET schedule_at = now() - interval '1 s' WHERE id = {id}"
+                ))
+                .unwrap();
             } else {
                 assert_eq!(outcome.as_deref(), Some("failed"));
             }
@@ -89,12 +118,25 @@ mod tests {
             "SELECT id, sqlstate, message FROM pq_failed WHERE queue = 't_fail'",
         )
         .unwrap();
-        assert_eq!(failed, (Some(id), Some("22012".into()), Some("the Cox is rotten".into())));
+        assert_eq!(
+            failed,
+            (
+                Some(id),
+                Some("22012".into()),
+                Some("the Cox is rotten".into())
+            )
+        );
         // Each failed attempt's writes were rolled back with it.
         assert_eq!(one::<i64>("SELECT count(*) FROM eaten"), Some(0));
         assert_eq!(one::<bool>(&format!("SELECT pq_requeue({id})")), Some(true));
-        assert_eq!(one::<bool>(&format!("SELECT pq_requeue({id})")), Some(false));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pq_failed WHERE queue = 't_fail'"), Some(0));
+        assert_eq!(
+            one::<bool>(&format!("SELECT pq_requeue({id})")),
+            Some(false)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_failed WHERE queue = 't_fail'"),
+            Some(0)
+        );
         assert_eq!(one::<i32>("SELECT attempt FROM pq_work('t_fail')"), Some(1));
     }
 
@@ -107,9 +149,13 @@ mod tests {
                SELECT pq_put_task('t_iso', 'eat(text)', '["Fuji"]');"#,
         )
         .unwrap();
-        let outcomes = one::<String>("SELECT string_agg(outcome, ',' ORDER BY id) FROM pq_work('t_iso')");
+        let outcomes =
+            one::<String>("SELECT string_agg(outcome, ',' ORDER BY id) FROM pq_work('t_iso')");
         assert_eq!(outcomes.as_deref(), Some("done,failed,done"));
-        assert_eq!(one::<String>("SELECT string_agg(kind, ',' ORDER BY kind) FROM eaten").as_deref(), Some("Cox,Fuji"));
+        assert_eq!(
+            one::<String>("SELECT string_agg(kind, ',' ORDER BY kind) FROM eaten").as_deref(),
+            Some("Cox,Fuji")
+        );
     }
 
     #[pg_test]
@@ -118,15 +164,34 @@ mod tests {
         let cases = [
             (r#"SELECT pq_put_task('t_bad', 'nope(text)', '[]')"#, "nope"),
             (r#"SELECT pq_put_task('t_bad', 'eat(int)', '[]')"#, "eat"),
-            (r#"SELECT pq_put_task('t_bad', 'eat(text)', '[1, 2]')"#, "takes 1 arguments"),
-            (r#"SELECT pq_put_task('t_bad', 'eat(text)', '[]', '{"colour": "red"}')"#, "no parameter named \"colour\""),
-            (r#"SELECT pq_put_task('t_bad', 'eat(text)', '{"kind": 1}')"#, "args must be a JSON array"),
-            (r#"SELECT pq_put_task('t_bad', 'eat(text)', '[]', '[]')"#, "kwargs must be a JSON object"),
-            (r#"SELECT pq_put_task('t_bad', 'eat(text)', '["x"]', max_retries => -1)"#, "must not be negative"),
-            (r#"SELECT pq_put_task('t_bad', 'eat(text)', '["x"]', retry_in => '5x')"#, "\"5x\""),
+            (
+                r#"SELECT pq_put_task('t_bad', 'eat(text)', '[1, 2]')"#,
+                "takes 1 arguments",
+            ),
+            (
+                r#"SELECT pq_put_task('t_bad', 'eat(text)', '[]', '{"colour": "red"}')"#,
+                "no parameter named \"colour\"",
+            ),
+            (
+                r#"SELECT pq_put_task('t_bad', 'eat(text)', '{"kind": 1}')"#,
+                "args must be a JSON array",
+            ),
+            (
+                r#"SELECT pq_put_task('t_bad', 'eat(text)', '[]', '[]')"#,
+                "kwargs must be a JSON object",
+            ),
+            (
+                r#"SELECT pq_put_task('t_bad', 'eat(text)', '["x"]', max_retries => -1)"#,
+                "must not be negative",
+            ),
+            (
+                r#"SELECT pq_put_task('t_bad', 'eat(text)', '["x"]', retry_in => '5x')"#,
+                "\"5x\"",
+            ),
         ];
         for (sql, fragment) in cases {
-            let err = crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|(_, message)| message);
+            let err =
+                crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|(_, message)| message);
             let msg = err.unwrap_or_else(|| panic!("{sql} was accepted"));
             assert!(msg.contains(fragment), "{sql}: {msg:?} lacks {fragment:?}");
         }
@@ -140,8 +205,14 @@ mod tests {
                SELECT pq_put_task('t_mixed', 'eat(text)', '["Fuji"]');"#,
         )
         .unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM pq_work('t_mixed')"), Some(1));
-        assert_eq!(one::<String>("SELECT data->>'function' FROM pq_get('t_mixed')").as_deref(), Some("tasks.eat"));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_work('t_mixed')"),
+            Some(1)
+        );
+        assert_eq!(
+            one::<String>("SELECT data->>'function' FROM pq_get('t_mixed')").as_deref(),
+            Some("tasks.eat")
+        );
     }
 
     #[pg_test]
@@ -161,7 +232,10 @@ mod tests {
         let outcomes = one::<String>("SELECT string_agg(outcome || ':' || coalesce(sqlstate, ''), ',' ORDER BY id) FROM pq_work('t_priv')");
         Spi::run("RESET ROLE").unwrap();
         assert_eq!(outcomes.as_deref(), Some("done:,failed:42501"));
-        assert_eq!(one::<String>("SELECT who FROM eaten").as_deref(), Some("t_worker"));
+        assert_eq!(
+            one::<String>("SELECT who FROM eaten").as_deref(),
+            Some("t_worker")
+        );
     }
 
     #[pg_test]
@@ -175,7 +249,13 @@ mod tests {
                SET LOCAL search_path = evil, public;"#,
         )
         .unwrap();
-        assert_eq!(one::<String>("SELECT outcome FROM public.pq_work('t_path')").as_deref(), Some("done"));
-        assert_eq!(one::<String>("SELECT kind FROM public.eaten").as_deref(), Some("Cox"));
+        assert_eq!(
+            one::<String>("SELECT outcome FROM public.pq_work('t_path')").as_deref(),
+            Some("done")
+        );
+        assert_eq!(
+            one::<String>("SELECT kind FROM public.eaten").as_deref(),
+            Some("Cox")
+        );
     }
 }

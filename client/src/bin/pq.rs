@@ -73,7 +73,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let client = postgres::Client::connect(&cli.database_url, postgres::NoTls)?;
     let pq = Pq::new(client).table(&cli.table);
     match cli.command {
-        Command::Put { queue, data, schedule_at, expected_at } => {
+        Command::Put {
+            queue,
+            data,
+            schedule_at,
+            expected_at,
+        } => {
             let data: serde_json::Value = serde_json::from_str(&data)?;
             let mut opts = Put::default();
             opts.schedule_at = schedule_at.map(Into::into);
@@ -82,7 +87,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Get { queue, timeout } => {
             if let Some(job) = pq.queue(&queue).get_timeout(timeout)? {
-                println!("{}", serde_json::json!({"id": job.id, "data": job.data, "size": job.size}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": job.id, "data": job.data, "size": job.size})
+                );
             }
         }
         Command::Work { queue, burst } => {
@@ -99,7 +107,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Stats => {
             let mut c = pq.conn()?;
-            println!("{:<24} {:>8} {:>10} {:>10} {:>10} {:>16}", "queue", "ready", "scheduled", "in_flight", "done", "oldest_ready_age");
+            println!(
+                "{:<24} {:>8} {:>10} {:>10} {:>10} {:>16}",
+                "queue", "ready", "scheduled", "in_flight", "done", "oldest_ready_age"
+            );
             for r in c.query(
                 "SELECT queue, ready, scheduled, in_flight, done, coalesce(oldest_ready_age::text, '') FROM pq_stats($1::text::regclass)",
                 &[&pq.table_name()],
