@@ -68,3 +68,13 @@ stop_cluster() {
         as_root runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null || true
     fi
 }
+
+# A Python virtualenv with Python pq 1.9.1 and psycopg2 from PyPI (benchmarks, interop tests).
+VENV=$ROOT/target/venv
+ensure_venv() {
+    if ! "$VENV/bin/python" -c 'import pq, psycopg2, pytest, matplotlib' 2>/dev/null; then
+        say "creating the Python virtualenv (pq 1.9.1, psycopg2, pytest, matplotlib)"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q pq==1.9.1 psycopg2-binary pytest matplotlib
+    fi
+}

@@ -1,0 +1,1 @@
+SELECT pq_put('bench', '{"kind":"Cox"}');

@@ -1,0 +1,249 @@
+"""The benchmark suite: pq side by side with a raw INSERT, a hand-written SKIP LOCKED claim and
+Python pq 1.9.1, on one throwaway cluster, in one run. Started by scripts/bench, which sets
+PGHOST/PGPORT/PGUSER/PGDATABASE. Prints a table and writes bench/results.md and
+bench/throughput.png. Measures; asserts nothing about speed.
+
+    python bench/run.py [--smoke]     # --smoke: every scenario at a tiny size
+"""
+import json
+import multiprocessing as mp
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SMOKE = "--smoke" in sys.argv
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+RUST_BENCH = os.environ.get("PQ_RUST_BENCH", os.path.join(ROOT, "target/release/examples/bench"))
+URL = "host={PGHOST} port={PGPORT} user={PGUSER} dbname={PGDATABASE}".format(**os.environ)
+SECONDS = 1 if SMOKE else 5          # duration of each timed pgbench run
+OPS = 200 if SMOKE else 4000         # per-client operations for count-based runs
+REPEAT = 1 if SMOKE else 3           # repeats per measurement; the median is reported
+CLIENTS = (1, 4)
+
+
+def sql(statement, *args):
+    conn = psycopg2.connect(URL)
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute(statement, args)
+        return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def set_sync(on):
+    conn = psycopg2.connect(URL)
+    conn.autocommit = True
+    conn.cursor().execute("ALTER SYSTEM SET synchronous_commit = %s", ("on" if on else "off",))
+    conn.cursor().execute("SELECT pg_reload_conf()")
+    conn.close()
+    time.sleep(0.2)
+
+
+def setup():
+    conn = psycopg2.connect(URL)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("CREATE EXTENSION IF NOT EXISTS pq")
+    # The raw baseline: the same layout, with the index the hand-written claim wants.
+    cur.execute("""
+        CREATE TABLE IF NOT EXISTS raw_queue (
+            id bigserial PRIMARY KEY, enqueued_at timestamptz NOT NULL DEFAULT now(),
+            dequeued_at timestamptz, expected_at timestamptz, schedule_at timestamptz,
+            q_name text NOT NULL CHECK (length(q_name) > 0), data jsonb NOT NULL);
+        CREATE INDEX IF NOT EXISTS raw_queue_claim_idx ON raw_queue (q_name, expected_at NULLS LAST, id)
+            WHERE dequeued_at IS NULL""")
+    conn.close()
+    from pq import PQ
+    PQ(psycopg2.connect(URL), table="py_queue").create()
+
+
+def reset(table="queue"):
+    sql(f"TRUNCATE {table}")
+    sql(f"VACUUM ANALYZE {table}")
+
+
+def fill(queue, n, table="queue"):
+    """n ready jobs, inserted in bulk (not what is measured)."""
+    if table == "py_queue":
+        sql("INSERT INTO py_queue (q_name, data) SELECT %s, '{\"kind\":\"Cox\"}'::json FROM generate_series(1, %s)", queue, n)
+    else:
+        sql(f"INSERT INTO {table} (q_name, data) SELECT %s, '{{\"kind\":\"Cox\"}}'::jsonb FROM generate_series(1, %s)", queue, n)
+    sql(f"VACUUM ANALYZE {table}")
+
+
+def pgbench(script, clients, transactions=None):
+    cmd = [PGBENCH, "-n", "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients)]
+    cmd += ["-t", str(transactions)] if transactions else ["-T", str(SECONDS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
+
+
+def _py_worker(args):
+    op, n, barrier = args
+    from pq import PQ
+    conn = psycopg2.connect(URL)
+    queue = PQ(conn, table="py_queue")["bench"]
+    barrier.wait()
+    for i in range(n):
+        if op == "put":
+            queue.put({"kind": "Cox"})
+        else:
+            assert queue.get(block=False) is not None
+    conn.close()
+
+
+def python_pq(op, clients, n):
+    with mp.Manager() as m:
+        barrier = m.Barrier(clients + 1)
+        with mp.Pool(clients) as pool:
+            result = pool.map_async(_py_worker, [(op, n, barrier)] * clients)
+            barrier.wait()
+            t0 = time.perf_counter()
+            result.get()
+            return clients * n / (time.perf_counter() - t0)
+
+
+def rust(op, clients, n):
+    out = subprocess.run([RUST_BENCH, op, URL, "bench", str(clients), str(n)], capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return r["ops"] / r["secs"]
+
+
+def median(f, before=None):
+    values = []
+    for _ in range(REPEAT):
+        if before:
+            before()
+        values.append(f())
+    return statistics.median(values)
+
+
+def main():
+    setup()
+    rows = []  # (scenario, implementation, clients, sync, ops/s)
+
+    def record(scenario, impl, clients, sync, value):
+        rows.append((scenario, impl, clients, sync, value))
+        print(f"  {scenario:<28} {impl:<30} c={clients} sync={'on' if sync else 'off':<3} {value:>12,.0f}/s", flush=True)
+
+    for sync in (True, False):
+        set_sync(sync)
+        for c in CLIENTS:
+            n = OPS // c * (1 if sync else 2)
+            record("put", "pq_put", c, sync, median(lambda: pgbench("pq_put.sql", c), lambda: reset()))
+            record("put", "raw INSERT", c, sync, median(lambda: pgbench("raw_insert.sql", c), lambda: reset("raw_queue")))
+            record("put", "Python pq put", c, sync, median(lambda: python_pq("put", c, n), lambda: reset("py_queue")))
+            record("put", "client crate put", c, sync, median(lambda: rust("put", c, n), lambda: reset()))
+            record("batch put (jobs)", "pq_put_many x1000", c, sync,
+                   1000 * median(lambda: pgbench("pq_put_many.sql", c), lambda: reset()))
+            record("get", "pq_get", c, sync,
+                   median(lambda: pgbench("pq_get.sql", c, n), lambda: (reset(), fill("bench", c * n + 10))))
+            record("get", "SKIP LOCKED CTE", c, sync,
+                   median(lambda: pgbench("skip_locked_get.sql", c, n), lambda: (reset("raw_queue"), fill("bench", c * n + 10, "raw_queue"))))
+            record("get", "Python pq get", c, sync,
+                   median(lambda: python_pq("get", c, n), lambda: (reset("py_queue"), fill("bench", c * n + 10, "py_queue"))))
+            record("get", "client crate get", c, sync,
+                   median(lambda: rust("get", c, n), lambda: (reset(), fill("bench", c * n + 10))))
+
+        # History: get cost must not grow with dequeued or future jobs.
+        history = 20_000 if SMOKE else 1_000_000
+        scheduled = 2_000 if SMOKE else 100_000
+        for c in CLIENTS:
+            n = OPS // c * (1 if sync else 2)
+
+            def dequeued_history():
+                reset()
+                sql("INSERT INTO queue (q_name, data, dequeued_at) SELECT 'bench', '{}', now() FROM generate_series(1, %s)", history)
+                fill("bench", c * n + 10)
+
+            def future_jobs():
+                reset()
+                sql("INSERT INTO queue (q_name, data, schedule_at) SELECT 'bench', '{}', now() + interval '1 day' FROM generate_series(1, %s)", scheduled)
+                fill("bench", c * n + 10)
+
+            record("get, empty history", "pq_get", c, sync,
+                   median(lambda: pgbench("pq_get.sql", c, n), lambda: (reset(), fill("bench", c * n + 10))))
+            record(f"get, {history:,} dequeued", "pq_get", c, sync, median(lambda: pgbench("pq_get.sql", c, n), dequeued_history))
+            record(f"get, {scheduled:,} scheduled", "pq_get", c, sync, median(lambda: pgbench("pq_get.sql", c, n), future_jobs))
+
+        reset()
+        out = subprocess.run([RUST_BENCH, "latency", URL, "latency", "20" if SMOKE else "300"], capture_output=True, text=True, check=True).stdout
+        lat = json.loads(out)
+        print(f"  wake-up latency sync={'on' if sync else 'off'}: p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms", flush=True)
+        rows.append(("wake-up latency p50 (ms)", "blocked pq_get", 1, sync, lat["p50_ms"]))
+        rows.append(("wake-up latency p99 (ms)", "blocked pq_get", 1, sync, lat["p99_ms"]))
+
+    report(rows)
+
+
+def report(rows):
+    get = {(s, i, c, y): v for s, i, c, y, v in rows}
+    settings = sql("SELECT name, setting FROM pg_settings WHERE name IN ('shared_buffers', 'fsync', 'max_connections', 'server_version')")
+    lines = [
+        f"Machine: {os.cpu_count()} cores; PostgreSQL {dict(settings).get('server_version')}; "
+        + ", ".join(f"{k}={v}" for k, v in settings if k != "server_version")
+        + f"; {REPEAT} runs per cell, median{' (smoke run: tiny sizes)' if SMOKE else ''}.",
+        "",
+        "| scenario | implementation | clients | sync commit | ops/s |",
+        "|---|---|---:|---|---:|",
+    ]
+    for s, i, c, y, v in rows:
+        lines.append(f"| {s} | {i} | {c} | {'on' if y else 'off'} | {v:,.2f} |" if "ms" in s else f"| {s} | {i} | {c} | {'on' if y else 'off'} | {v:,.0f} |")
+    lines += ["", "Ratios, computed in this run (synchronous_commit = off):", "", "| ratio | 1 client | 4 clients | target |", "|---|---:|---:|---|"]
+
+    def ratio(name, a, b, target, scen_a="put", scen_b="put"):
+        cells = []
+        for c in CLIENTS:
+            x, y = get.get((scen_a, a, c, False)), get.get((scen_b, b, c, False))
+            cells.append(f"{x / y:.2f}" if x and y else "n/a")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {target} |")
+
+    ratio("pq_put / raw INSERT", "pq_put", "raw INSERT", ">= 0.8")
+    ratio("pq_put / Python pq put", "pq_put", "Python pq put", ">= 5")
+    ratio("pq_get / SKIP LOCKED CTE", "pq_get", "SKIP LOCKED CTE", ">= 1 at 4 clients", "get", "get")
+    ratio("pq_get / Python pq get", "pq_get", "Python pq get", ">= 5", "get", "get")
+    hist = [s for s, *_ in rows if "dequeued" in s][0]
+    sched = [s for s, *_ in rows if "scheduled" in s][0]
+    ratio(f"{hist} / empty", "pq_get", "pq_get", ">= 0.8", hist, "get, empty history")
+    ratio(f"{sched} / empty", "pq_get", "pq_get", ">= 0.8", sched, "get, empty history")
+    batch = [get.get(("batch put (jobs)", "pq_put_many x1000", c, False), 0) for c in CLIENTS]
+    lines.append(f"| batch put, jobs/s | {batch[0]:,.0f} | {batch[1]:,.0f} | >= 100,000 |")
+    p99 = get.get(("wake-up latency p99 (ms)", "blocked pq_get", 1, False))
+    lines.append(f"| wake-up latency p99, ms | {p99:.2f} | | < 10 |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    with open(os.path.join(HERE, "results-smoke.md" if SMOKE else "results.md"), "w") as f:
+        f.write(text + "\n")
+    chart(rows)
+
+
+def chart(rows):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, scen in zip(axes, ("put", "get")):
+        impls = [i for s, i, c, y, v in rows if s == scen and c == 1 and not y]
+        width = 0.8 / len(impls)
+        for k, impl in enumerate(impls):
+            vals = [next(v for s, i, cc, y, v in rows if s == scen and i == impl and cc == c and not y) for c in CLIENTS]
+            ax.bar([x + k * width for x in range(len(CLIENTS))], vals, width, label=impl)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(CLIENTS))], [f"{c} client{'s' if c > 1 else ''}" for c in CLIENTS])
+        ax.set_title(f"{scen}, one job per transaction (synchronous_commit=off)")
+        ax.set_ylabel("jobs per second")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, "throughput-smoke.png" if SMOKE else "throughput.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()
