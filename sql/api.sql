@@ -1,7 +1,8 @@
 -- The SQL API. Bodies are Rust (src/*.rs); the declarations are written here by hand so the
--- table argument can be a regclass with a default bound to this extension's own table, and
--- so every function pins search_path: a caller's hostile search_path cannot redirect the
--- statements they run. Functions are not STRICT, so a NULL gets a clear error, not a NULL.
+-- table argument can be a regclass with a default bound to this extension's own table.
+-- Every function pins search_path itself, in Rust, around the statements it runs (see
+-- src/search_path.rs), so a caller's hostile search_path cannot redirect them. Functions are
+-- not STRICT, so a NULL gets a clear error, not a NULL.
 --
 -- tbl: the queue table, resolved by PostgreSQL in the caller's search_path ('jobs',
 -- 'app.jobs'); unknown names raise 42P01 before pq runs.
@@ -10,7 +11,6 @@ CREATE FUNCTION pq_put(
     queue text, data jsonb, schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
     tbl regclass DEFAULT '@extschema@.queue')
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_put_text_wrapper';
 COMMENT ON FUNCTION pq_put(text, jsonb, text, text, regclass) IS
 'Enqueues a job, returns its id. Times: a duration (''5m'', ''1h 30m'') or a timestamp. Example: SELECT pq_put(''apples'', ''{"kind":"Cox"}'', ''5m'')';
@@ -19,7 +19,6 @@ CREATE FUNCTION pq_put(
     queue text, data jsonb, schedule_at interval, expected_at interval DEFAULT NULL,
     tbl regclass DEFAULT '@extschema@.queue')
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_put_interval_wrapper';
 COMMENT ON FUNCTION pq_put(text, jsonb, interval, interval, regclass) IS
 'Enqueues a job scheduled an interval from now. Example: SELECT pq_put(''apples'', ''{}'', interval ''5 minutes'')';
@@ -28,7 +27,6 @@ CREATE FUNCTION pq_put(
     queue text, data jsonb, schedule_at timestamptz, expected_at timestamptz DEFAULT NULL,
     tbl regclass DEFAULT '@extschema@.queue')
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_put_timestamptz_wrapper';
 COMMENT ON FUNCTION pq_put(text, jsonb, timestamptz, timestamptz, regclass) IS
 'Enqueues a job scheduled at a time. Example: SELECT pq_put(''apples'', ''{}'', now() + interval ''1 hour'')';
@@ -37,7 +35,6 @@ CREATE FUNCTION pq_put_many(
     queue text, data jsonb[], schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
     tbl regclass DEFAULT '@extschema@.queue')
 RETURNS SETOF bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_put_many_wrapper';
 COMMENT ON FUNCTION pq_put_many(text, jsonb[], text, text, regclass) IS
 'Enqueues one job per array element in one statement; returns the ids in order. Example: SELECT * FROM pq_put_many(''apples'', ARRAY[''{"kind":"Cox"}'']::jsonb[])';
@@ -48,35 +45,30 @@ CREATE FUNCTION pq_get(
 RETURNS TABLE (id bigint, data jsonb, size integer, enqueued_at timestamptz,
                schedule_at timestamptz, expected_at timestamptz)
 LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_get_wrapper';
 COMMENT ON FUNCTION pq_get(text, interval, integer, regclass, text[]) IS
 'Claims up to batch_size ready jobs for this transaction, waiting up to timeout (NULL: until interrupted); with functions, only task jobs naming one of them. Example: SELECT * FROM pq_get(''apples'', ''5s'')';
 
 CREATE FUNCTION pq_len(queue text, tbl regclass DEFAULT '@extschema@.queue')
 RETURNS bigint LANGUAGE c STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_len_wrapper';
 COMMENT ON FUNCTION pq_len(text, regclass) IS
 'Number of ready jobs in a queue. Example: SELECT pq_len(''apples'')';
 
 CREATE FUNCTION pq_clear(queue text, tbl regclass DEFAULT '@extschema@.queue')
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_clear_wrapper';
 COMMENT ON FUNCTION pq_clear(text, regclass) IS
 'Deletes every job of a queue; returns how many. Example: SELECT pq_clear(''apples'')';
 
 CREATE FUNCTION pq_update(queue text, id bigint, data jsonb, tbl regclass DEFAULT '@extschema@.queue')
 RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_update_wrapper';
 COMMENT ON FUNCTION pq_update(text, bigint, jsonb, regclass) IS
 'Replaces a job''s data; true when the job exists. Example: SELECT pq_update(''apples'', 42, ''{"kind":"Bramley"}'')';
 
 CREATE FUNCTION pq_channel(queue text)
 RETURNS text LANGUAGE c IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_channel_wrapper';
 COMMENT ON FUNCTION pq_channel(text) IS
 'The NOTIFY channel pq_put signals for a queue. Example: SELECT pq_channel(''apples'')';
@@ -85,7 +77,6 @@ CREATE FUNCTION pq_stats(tbl regclass DEFAULT '@extschema@.queue')
 RETURNS TABLE (queue text, ready bigint, scheduled bigint, in_flight bigint, done bigint,
                oldest_ready_age interval)
 LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_stats_wrapper';
 COMMENT ON FUNCTION pq_stats(regclass) IS
 'Per-queue counts: ready, scheduled, in flight, done, oldest ready age. Example: SELECT * FROM pq_stats()';
@@ -93,8 +84,8 @@ COMMENT ON FUNCTION pq_stats(regclass) IS
 CREATE VIEW pq_stats AS SELECT * FROM @extschema@.pq_stats();
 COMMENT ON VIEW pq_stats IS 'pq_stats() of the extension''s queue table';
 
--- Tasks. pq_put_task and pq_work have no SET clause: they resolve the function name, and run
--- tasks, in the caller's search_path, and pin it themselves around every statement of pq's own.
+-- Tasks. pq_put_task resolves the function name, and pq_work runs tasks, in the caller's
+-- search_path; pq's own statements run pinned.
 
 CREATE FUNCTION pq_put_task(
     queue text, function text, args jsonb DEFAULT '[]', kwargs jsonb DEFAULT '{}',
@@ -117,14 +108,12 @@ COMMENT ON FUNCTION pq_work(text, boolean, interval, integer, regclass) IS
 
 CREATE FUNCTION pq_requeue(id bigint, tbl regclass DEFAULT '@extschema@.queue')
 RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_requeue_wrapper';
 COMMENT ON FUNCTION pq_requeue(bigint, regclass) IS
 'Puts a failed task job back in its queue. Example: SELECT pq_requeue(id) FROM pq_failed';
 
 CREATE FUNCTION pq_task_failed(id bigint, sqlstate text, message text, tbl regclass DEFAULT '@extschema@.queue')
 RETURNS text LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pq_task_failed_wrapper';
 COMMENT ON FUNCTION pq_task_failed(bigint, text, text, regclass) IS
 'For client workers: records that a task job claimed in this transaction failed; retries or fails it as pq_work does and returns ''retry'' or ''failed''. Example: SELECT pq_task_failed(42, ''P0001'', ''no apples'')';

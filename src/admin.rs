@@ -2,6 +2,7 @@
 //! job's data, and per-queue statistics.
 
 use crate::error::{require, require_queue};
+use crate::search_path::pinned;
 use crate::table::{QueueTable, Stmt};
 use pgrx::datum::{DatumWithOid, Internal, Interval};
 use pgrx::prelude::*;
@@ -13,18 +14,20 @@ fn one<T: FromDatum + IntoDatum>(
     args: &[DatumWithOid],
 ) -> Option<T> {
     let table = QueueTable::resolve(tbl);
-    Spi::connect(|client| {
-        table.with_plan(client, stmt, |plan| {
-            let rows = client
-                .select(plan, None, args)
-                .unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
-            if rows.is_empty() {
-                None
-            } else {
-                rows.first()
-                    .get_one::<T>()
-                    .unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
-            }
+    pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, stmt, |plan| {
+                let rows = client
+                    .select(plan, None, args)
+                    .unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
+                if rows.is_empty() {
+                    None
+                } else {
+                    rows.first()
+                        .get_one::<T>()
+                        .unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
+                }
+            })
         })
     })
 }
@@ -49,11 +52,13 @@ fn pq_len(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
 fn pq_clear(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
     let queue = require_queue(queue);
     let table = QueueTable::resolve(tbl);
-    Spi::connect(|client| {
-        table.with_plan(client, Stmt::Clear, |plan| {
-            client
-                .select(plan, None, &[queue.into()])
-                .map(|t| t.len() as i64)
+    pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, Stmt::Clear, |plan| {
+                client
+                    .select(plan, None, &[queue.into()])
+                    .map(|t| t.len() as i64)
+            })
         })
     })
     .unwrap_or_else(|e| panic!("clearing {queue}: {e}"))
@@ -105,23 +110,25 @@ fn pq_stats(
     ),
 > {
     let table = QueueTable::resolve(tbl);
-    let rows: Vec<_> = Spi::connect(|client| {
-        table.with_plan(client, Stmt::Stats, |plan| {
-            client
-                .select(plan, None, &[table.oid.into()])
-                .unwrap_or_else(|e| panic!("stats: {e}"))
-                .map(|r| {
-                    let count = |i| r.get::<i64>(i).ok().flatten().unwrap_or(0);
-                    (
-                        r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                        count(2),
-                        count(3),
-                        count(4),
-                        count(5),
-                        r.get::<Interval>(6).ok().flatten(),
-                    )
-                })
-                .collect()
+    let rows: Vec<_> = pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, Stmt::Stats, |plan| {
+                client
+                    .select(plan, None, &[table.oid.into()])
+                    .unwrap_or_else(|e| panic!("stats: {e}"))
+                    .map(|r| {
+                        let count = |i| r.get::<i64>(i).ok().flatten().unwrap_or(0);
+                        (
+                            r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                            count(2),
+                            count(3),
+                            count(4),
+                            count(5),
+                            r.get::<Interval>(6).ok().flatten(),
+                        )
+                    })
+                    .collect()
+            })
         })
     });
     TableIterator::new(rows)

@@ -21,10 +21,21 @@ use pgrx::PgMemoryContexts;
 pub enum Only<'a> {
     /// Every job (`pq_get`).
     All,
-    /// Functions `LIKE` this pattern (`pq_work`: SQL tasks).
-    Like(&'a str),
+    /// SQL tasks: functions that are signatures, ending in `)` (`pq_work`).
+    SqlTasks,
     /// Functions with these names (a client worker's handlers).
     AnyOf(&'a [String]),
+}
+
+impl Only<'_> {
+    fn admits(&self, function: Option<&str>) -> bool {
+        match (self, function) {
+            (Only::All, _) => true,
+            (Only::SqlTasks, Some(f)) => f.ends_with(')'),
+            (Only::AnyOf(names), Some(f)) => names.iter().any(|n| n == f),
+            (_, None) => false,
+        }
+    }
 }
 
 /// A job's jsonb payload as PostgreSQL stored it: handed from the table to the caller
@@ -82,29 +93,25 @@ pub fn claim(
     limit: usize,
     memcx: &mut PgMemoryContexts,
 ) -> Vec<Job> {
-    let (like, names) = match only {
-        Only::All => (None, None),
-        Only::Like(pattern) => (Some(pattern), None),
-        Only::AnyOf(names) => (None, Some(names.to_vec())),
-    };
     Spi::connect(|client| {
         let mut jobs = Vec::new();
         table.with_plan(client, Stmt::Candidates, |candidates| {
             let mut cursor = client
-                .try_open_cursor(
-                    candidates,
-                    &[queue.into(), clock().into(), like.into(), names.into()],
-                )
+                .try_open_cursor(candidates, &[queue.into(), clock().into()])
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
             let mut want = limit as i64;
             loop {
-                let ids: Vec<i64> = cursor
+                let rows: Vec<(i64, Option<String>)> = cursor
                     .fetch(want)
                     .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
-                    .map(|row| row.get::<i64>(1).ok().flatten().expect("id is NOT NULL"))
+                    .map(|row| {
+                        let id = row.get::<i64>(1).ok().flatten().expect("id is NOT NULL");
+                        (id, row.get::<String>(2).ok().flatten())
+                    })
                     .collect();
-                for &id in &ids {
-                    if try_lock(table, id) {
+                for (id, function) in &rows {
+                    let id = *id;
+                    if only.admits(function.as_deref()) && try_lock(table, id) {
                         if let Some(job) = claim_one(client, table, id, memcx) {
                             jobs.push(job);
                             if jobs.len() == limit {
@@ -113,7 +120,7 @@ pub fn claim(
                         }
                     }
                 }
-                if (ids.len() as i64) < want {
+                if (rows.len() as i64) < want {
                     return; // the cursor is exhausted
                 }
                 want = MORE_CANDIDATES;

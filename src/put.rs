@@ -4,6 +4,7 @@
 //! one statement. Both notify the queue's channel and wake blocked getters at commit.
 
 use crate::error::{raise, require, require_queue};
+use crate::search_path::pinned;
 use crate::table::{QueueTable, Stmt};
 use crate::timespec::{resolve_opt, TimeSpec};
 use crate::{notify, wait};
@@ -36,7 +37,7 @@ fn put<S: TimeSpec>(
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
-    insert(&table, queue, data, schedule_at, expected_at)
+    pinned(|| insert(&table, queue, data, schedule_at, expected_at))
 }
 
 /// Inserts one job with `data` (a jsonb argument) and announces it; returns its id.
@@ -156,14 +157,16 @@ fn pq_put_many(
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
-    let ids: Vec<i64> = Spi::connect(|client| {
-        table.with_plan(client, Stmt::PutMany, |plan| {
-            let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
-            client
-                .select(plan, None, &args)
-                .unwrap_or_else(|e| panic!("inserting jobs: {e}"))
-                .map(|row| row.get::<i64>(1).ok().flatten().expect("id"))
-                .collect()
+    let ids: Vec<i64> = pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, Stmt::PutMany, |plan| {
+                let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
+                client
+                    .select(plan, None, &args)
+                    .unwrap_or_else(|e| panic!("inserting jobs: {e}"))
+                    .map(|row| row.get::<i64>(1).ok().flatten().expect("id"))
+                    .collect()
+            })
         })
     });
     if !ids.is_empty() {

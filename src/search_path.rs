@@ -1,14 +1,18 @@
-//! Pinning `search_path` around pq's own statements inside functions that must not pin it
-//! for their whole call (task enqueue resolves names, and `pq_work` runs tasks, in the
-//! caller's `search_path`). Functions of the plain queue API pin it with a `SET` clause.
+//! Pinning the settings pq's own statements run under. Every SQL function pins them in Rust
+//! around its statements rather than with a `SET` clause, which PostgreSQL would apply on
+//! every call of a set-returning function, and which could not leave the caller's
+//! `search_path` to the tasks `pq_work` runs.
 
 use pgrx::prelude::*;
 
 /// The path pq's own statements run under: nothing a caller can shadow.
 const PINNED: &std::ffi::CStr = c"pg_catalog, pg_temp";
 
-/// Runs `f` with `search_path = pg_catalog, pg_temp`, restoring the caller's afterwards, as a
-/// function's `SET` clause does. On error the (sub)transaction abort restores it.
+/// Runs `f` with `search_path = pg_catalog, pg_temp`, so no caller's schema can shadow a name
+/// pq's statements use, and `plan_cache_mode = force_generic_plan`, so pq's saved plans are
+/// planned once (left to choose, PostgreSQL kept replanning the claim cursor on every call).
+/// Restores the caller's settings afterwards, as a `SET` clause does; on error the
+/// (sub)transaction abort restores them.
 ///
 /// ```ignore
 /// let id = search_path::pinned(|| put::insert(&table, queue, data, None, None));
@@ -16,16 +20,21 @@ const PINNED: &std::ffi::CStr = c"pg_catalog, pg_temp";
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            PINNED.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        for (name, value) in [
+            (c"search_path", PINNED),
+            (c"plan_cache_mode", c"force_generic_plan"),
+        ] {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         let r = f();
         pg_sys::AtEOXact_GUC(true, level);
         r

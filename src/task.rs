@@ -19,9 +19,6 @@ use pgrx::PgSqlErrorCode::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// `LIKE` pattern that picks SQL tasks out of a queue.
-pub const SQL_TASK: &str = "%)";
-
 /// A task job's data.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Task {

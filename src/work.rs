@@ -13,7 +13,7 @@ use crate::error::{raise, require_queue};
 use crate::search_path::pinned;
 use crate::subxact;
 use crate::table::{QueueTable, Stmt};
-use crate::task::{self, Task, SQL_TASK};
+use crate::task::{self, Task};
 use crate::timespec::TimeSpec;
 use pgrx::datum::{Interval, JsonB};
 use pgrx::direct_function_call;
@@ -54,12 +54,12 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
     while opts.max_jobs.is_none_or(|max| outcomes.len() < max) {
         let jobs = pinned(|| {
             if opts.burst {
-                claim(table, queue, Only::Like(SQL_TASK), 1, &mut memcx)
+                claim(table, queue, Only::SqlTasks, 1, &mut memcx)
             } else {
                 crate::wait::get(
                     table,
                     queue,
-                    Only::Like(SQL_TASK),
+                    Only::SqlTasks,
                     Some(opts.timeout),
                     1,
                     &mut memcx,
@@ -263,16 +263,18 @@ fn pq_task_failed(
 ) -> String {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let data: Option<JsonB> = Spi::connect(|client| {
-        table.with_plan(client, Stmt::JobData, |plan| {
-            let rows = client
-                .select(plan, None, &[id.into()])
-                .unwrap_or_else(|e| panic!("job data: {e}"));
-            if rows.is_empty() {
-                None
-            } else {
-                rows.first().get_one::<JsonB>().ok().flatten()
-            }
+    let data: Option<JsonB> = pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, Stmt::JobData, |plan| {
+                let rows = client
+                    .select(plan, None, &[id.into()])
+                    .unwrap_or_else(|e| panic!("job data: {e}"));
+                if rows.is_empty() {
+                    None
+                } else {
+                    rows.first().get_one::<JsonB>().ok().flatten()
+                }
+            })
         })
     });
     let Some(JsonB(data)) = data else {
@@ -307,21 +309,23 @@ fn pq_task_failed(
 fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let queue: Option<String> = Spi::connect(|client| {
-        table.with_plan(client, Stmt::Requeue, |plan| {
-            let rows = client
-                .select(plan, None, &[id.into()])
-                .unwrap_or_else(|e| panic!("requeue: {e}"));
-            if rows.is_empty() {
-                None
-            } else {
-                rows.first().get_one::<String>().ok().flatten()
-            }
+    let queue: Option<String> = pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, Stmt::Requeue, |plan| {
+                let rows = client
+                    .select(plan, None, &[id.into()])
+                    .unwrap_or_else(|e| panic!("requeue: {e}"));
+                if rows.is_empty() {
+                    None
+                } else {
+                    rows.first().get_one::<String>().ok().flatten()
+                }
+            })
         })
     });
     match queue {
         Some(q) => {
-            crate::put::announce(&table, &q);
+            pinned(|| crate::put::announce(&table, &q));
             true
         }
         None => false,

@@ -12,8 +12,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn pool(url: &str, size: u32) -> Pq {
-    let manager = r2d2_postgres::PostgresConnectionManager::new(url.parse().expect("url"), postgres::NoTls);
-    Pq::with_pool(r2d2::Pool::builder().max_size(size).build(manager).expect("pool"))
+    let manager =
+        r2d2_postgres::PostgresConnectionManager::new(url.parse().expect("url"), postgres::NoTls);
+    Pq::with_pool(
+        r2d2::Pool::builder()
+            .max_size(size)
+            .build(manager)
+            .expect("pool"),
+    )
 }
 
 fn main() {
@@ -36,7 +42,9 @@ fn main() {
                             if mode == "put" {
                                 q.put(&json!({"n": i})).unwrap();
                             } else {
-                                q.try_get().unwrap().expect("the queue was filled for the run");
+                                q.try_get()
+                                    .unwrap()
+                                    .expect("the queue was filled for the run");
                             }
                         }
                     })
@@ -67,11 +75,15 @@ fn main() {
                 let committed = Instant::now();
                 let (got, returned) = getter.join().unwrap();
                 assert!(got, "the blocked getter timed out");
-                latencies.push(returned.saturating_duration_since(committed).as_secs_f64() * 1000.0);
+                latencies
+                    .push(returned.saturating_duration_since(committed).as_secs_f64() * 1000.0);
             }
             latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-            println!("{}", json!({"p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "samples": samples}));
+            println!(
+                "{}",
+                json!({"p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "samples": samples})
+            );
         }
         other => panic!("unknown mode {other}"),
     }
