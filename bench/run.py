@@ -81,10 +81,7 @@ def fill(queue, n, table="queue"):
 
 
 def pgbench(script, clients, transactions=None):
-    cmd = [PGBENCH, "-n", "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients)]
-    cmd += ["-t", str(transactions)] if transactions else ["-T", str(SECONDS)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
+    return pgbench_env(script, clients, transactions)
 
 
 def _py_worker(args):
@@ -118,13 +115,25 @@ def rust(op, clients, n):
     return r["ops"] / r["secs"]
 
 
-def median(f, before=None):
-    values = []
+def compare(impls):
+    """Runs each implementation REPEAT times, interleaved round-robin so that drifts of a noisy
+    machine hit all alike; returns the median of each. impls: {name: (run, prepare)}."""
+    values = {name: [] for name in impls}
     for _ in range(REPEAT):
-        if before:
-            before()
-        values.append(f())
-    return statistics.median(values)
+        for name, (run, prepare) in impls.items():
+            if prepare:
+                prepare()
+            values[name].append(run())
+    return {name: statistics.median(v) for name, v in values.items()}
+
+
+def pgbench_env(script, clients, transactions=None, **settings):
+    """pgbench with session settings (e.g. pq.notify=off) passed as startup options."""
+    env = dict(os.environ, PGOPTIONS=" ".join(f"-c {k.replace('_', '.', 1)}={v}" for k, v in settings.items()))
+    cmd = [PGBENCH, "-n", "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients)]
+    cmd += ["-t", str(transactions)] if transactions else ["-T", str(SECONDS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
 
 
 def main():
@@ -139,20 +148,26 @@ def main():
         set_sync(sync)
         for c in CLIENTS:
             n = OPS // c * (1 if sync else 2)
-            record("put", "pq_put", c, sync, median(lambda: pgbench("pq_put.sql", c), lambda: reset()))
-            record("put", "raw INSERT", c, sync, median(lambda: pgbench("raw_insert.sql", c), lambda: reset("raw_queue")))
-            record("put", "Python pq put", c, sync, median(lambda: python_pq("put", c, n), lambda: reset("py_queue")))
-            record("put", "client crate put", c, sync, median(lambda: rust("put", c, n), lambda: reset()))
-            record("batch put (jobs)", "pq_put_many x1000", c, sync,
-                   1000 * median(lambda: pgbench("pq_put_many.sql", c), lambda: reset()))
-            record("get", "pq_get", c, sync,
-                   median(lambda: pgbench("pq_get.sql", c, n), lambda: (reset(), fill("bench", c * n + 10))))
-            record("get", "SKIP LOCKED CTE", c, sync,
-                   median(lambda: pgbench("skip_locked_get.sql", c, n), lambda: (reset("raw_queue"), fill("bench", c * n + 10, "raw_queue"))))
-            record("get", "Python pq get", c, sync,
-                   median(lambda: python_pq("get", c, n), lambda: (reset("py_queue"), fill("bench", c * n + 10, "py_queue"))))
-            record("get", "client crate get", c, sync,
-                   median(lambda: rust("get", c, n), lambda: (reset(), fill("bench", c * n + 10))))
+            filled = lambda table="queue": (reset(table), fill("bench", c * n + 10, table))
+            puts = compare({
+                "pq_put": (lambda: pgbench("pq_put.sql", c), lambda: reset()),
+                "pq_put, pq.notify=off": (lambda: pgbench_env("pq_put.sql", c, pq_notify="off"), lambda: reset()),
+                "raw INSERT": (lambda: pgbench("raw_insert.sql", c), lambda: reset("raw_queue")),
+                "Python pq put": (lambda: python_pq("put", c, n), lambda: reset("py_queue")),
+                "client crate put": (lambda: rust("put", c, n), lambda: reset()),
+            })
+            for impl, v in puts.items():
+                record("put", impl, c, sync, v)
+            batch = compare({"pq_put_many x1000": (lambda: 1000 * pgbench("pq_put_many.sql", c), lambda: reset())})
+            record("batch put (jobs)", "pq_put_many x1000", c, sync, batch["pq_put_many x1000"])
+            gets = compare({
+                "pq_get": (lambda: pgbench("pq_get.sql", c, n), filled),
+                "SKIP LOCKED CTE": (lambda: pgbench("skip_locked_get.sql", c, n), lambda: filled("raw_queue")),
+                "Python pq get": (lambda: python_pq("get", c, n), lambda: filled("py_queue")),
+                "client crate get": (lambda: rust("get", c, n), filled),
+            })
+            for impl, v in gets.items():
+                record("get", impl, c, sync, v)
 
         # History: get cost must not grow with dequeued or future jobs.
         history = 20_000 if SMOKE else 1_000_000
@@ -170,10 +185,13 @@ def main():
                 sql("INSERT INTO queue (q_name, data, schedule_at) SELECT 'bench', '{}', now() + interval '1 day' FROM generate_series(1, %s)", scheduled)
                 fill("bench", c * n + 10)
 
-            record("get, empty history", "pq_get", c, sync,
-                   median(lambda: pgbench("pq_get.sql", c, n), lambda: (reset(), fill("bench", c * n + 10))))
-            record(f"get, {history:,} dequeued", "pq_get", c, sync, median(lambda: pgbench("pq_get.sql", c, n), dequeued_history))
-            record(f"get, {scheduled:,} scheduled", "pq_get", c, sync, median(lambda: pgbench("pq_get.sql", c, n), future_jobs))
+            history_runs = compare({
+                "get, empty history": (lambda: pgbench("pq_get.sql", c, n), lambda: (reset(), fill("bench", c * n + 10))),
+                f"get, {history:,} dequeued": (lambda: pgbench("pq_get.sql", c, n), dequeued_history),
+                f"get, {scheduled:,} scheduled": (lambda: pgbench("pq_get.sql", c, n), future_jobs),
+            })
+            for scenario, v in history_runs.items():
+                record(scenario, "pq_get", c, sync, v)
 
         reset()
         out = subprocess.run([RUST_BENCH, "latency", URL, "latency", "20" if SMOKE else "300"], capture_output=True, text=True, check=True).stdout
@@ -208,6 +226,7 @@ def report(rows):
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {target} |")
 
     ratio("pq_put / raw INSERT", "pq_put", "raw INSERT", ">= 0.8")
+    ratio("pq_put (pq.notify=off) / raw INSERT", "pq_put, pq.notify=off", "raw INSERT", "(NOTIFY's share)")
     ratio("pq_put / Python pq put", "pq_put", "Python pq put", ">= 5")
     ratio("pq_get / SKIP LOCKED CTE", "pq_get", "SKIP LOCKED CTE", ">= 1 at 4 clients", "get", "get")
     ratio("pq_get / Python pq get", "pq_get", "Python pq get", ">= 5", "get", "get")

@@ -53,6 +53,7 @@ extension_sql_file!("../sql/api.sql", name = "api", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     unsafe { pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut()) };
+    notify::init();
     worker::init();
 }
 

@@ -5,6 +5,23 @@
 //! bytes (PostgreSQL's channel name limit), exactly as Python pq's trigger names it.
 
 use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// `pq.notify`: whether puts send NOTIFY. On by default (Python pq's clients LISTEN); a
+/// deployment whose consumers all wait with `pq_get(queue, timeout)` may turn it off.
+static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Defines `pq.notify`. Called from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"pq.notify",
+        c"Whether pq_put sends NOTIFY on the queue's channel at commit.",
+        c"Blocked pq_get calls are woken either way; LISTEN-based clients need it.",
+        &NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
 use pgrx::{direct_function_call, direct_function_call_as_datum};
 
 /// The channel a client LISTENs on for `queue`.
@@ -23,6 +40,9 @@ pub fn channel(queue: &str) -> String {
 /// Queues a notification on `queue`'s channel; PostgreSQL sends it when the transaction
 /// commits and drops duplicates within the transaction.
 pub fn notify(queue: &str) {
+    if !NOTIFY.get() {
+        return;
+    }
     let channel = channel(queue);
     unsafe {
         direct_function_call_as_datum(pg_sys::pg_notify, &[channel.into_datum(), "".into_datum()]);
