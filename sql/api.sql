@@ -91,11 +91,11 @@ CREATE FUNCTION pq_put_task(
     queue text, function text, args jsonb DEFAULT '[]', kwargs jsonb DEFAULT '{}',
     schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
     max_retries integer DEFAULT 0, retry_in text DEFAULT '30s',
-    tbl regclass DEFAULT '@extschema@.queue')
+    tbl regclass DEFAULT '@extschema@.queue', external boolean DEFAULT false)
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_task_wrapper';
-COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass) IS
-'Enqueues a task calling a SQL function, checked now. Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
+COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass, boolean) IS
+'Enqueues a task calling a SQL function, checked now; with external => true, for a client handler (Python, Rust). Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
 
 CREATE FUNCTION pq_work(
     queue text, burst boolean DEFAULT true, timeout interval DEFAULT '1s',

@@ -97,7 +97,7 @@ pub fn claim(
         let mut jobs = Vec::new();
         table.with_plan(client, Stmt::Candidates, |candidates| {
             let mut cursor = client
-                .try_open_cursor(candidates, &[queue.into(), clock().into()])
+                .try_open_cursor(candidates, &[queue.into(), clock().into(), i64::MAX.into()])
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
             let mut want = limit as i64;
             loop {

@@ -54,7 +54,7 @@ impl Stmt {
         let oids: &[pg_sys::BuiltinOid] = match self {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
-            Stmt::Candidates => &[TEXTOID, TIMESTAMPTZOID],
+            Stmt::Candidates => &[TEXTOID, TIMESTAMPTZOID, INT8OID],
             Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
             Stmt::Len | Stmt::Clear => &[TEXTOID],
             Stmt::Claim => &[INT8OID],

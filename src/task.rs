@@ -188,10 +188,13 @@ fn resolve_function(name: &str) -> pg_sys::Oid {
 }
 
 /// Enqueues a task job calling `function` with `args` and `kwargs`, checked now: the
-/// function must exist and every argument convert to its parameter's type.
+/// function must exist and every argument convert to its parameter's type. With `external`,
+/// `function` names a client handler (Python's `module.eat`, a Rust task name) and is stored
+/// as given, for a client worker.
 ///
 /// ```sql
 /// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', max_retries => 2, retry_in => '10s');
+/// SELECT pq_put_task('py', 'tasks.eat', '["Cox"]', external => true);
 /// ```
 #[pg_extern(sql = false)]
 #[allow(clippy::too_many_arguments)]
@@ -205,6 +208,7 @@ fn pq_put_task(
     max_retries: Option<i32>,
     retry_in: Option<&str>,
     tbl: Option<pg_sys::Oid>,
+    external: Option<bool>,
 ) -> i64 {
     let queue = require_queue(queue);
     let function = require(function, "function", "'eat(text)'");
@@ -234,8 +238,32 @@ fn pq_put_task(
     }
     let retry_in = require(retry_in, "retry_in", "'30s'");
     retry_in.resolve("retry_in"); // checked now, applied at each failure
-    let oid = resolve_function(function);
     let table = QueueTable::resolve(tbl);
+    let schedule_at = resolve_opt(schedule_at, "schedule_at");
+    let expected_at = resolve_opt(expected_at, "expected_at");
+    let task = |function: String| Task {
+        function,
+        args: args.clone(),
+        kwargs: kwargs.clone(),
+        retried: 0,
+        max_retries: max_retries as i64,
+        retry_in: retry_in.to_string(),
+    };
+    let insert = |task: &Task| {
+        let data = JsonB(serde_json::to_value(task).expect("a task serializes"));
+        crate::put::insert(&table, queue, data.into(), schedule_at, expected_at)
+    };
+    if external.unwrap_or(false) {
+        if function.contains('(') {
+            raise(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("client handler names have no parentheses, got {function:?}"),
+                "name it as the client registers it, e.g. 'tasks.eat'; SQL functions need no external => true",
+            )
+        }
+        return pinned(|| insert(&task(function.to_string())));
+    }
+    let oid = resolve_function(function);
     pinned(|| {
         // Printed under the pinned path: schema-qualified unless in pg_catalog, `public.eat(text)`.
         let signature = unsafe {
@@ -244,14 +272,7 @@ fn pq_put_task(
         .expect("regprocedure output")
         .to_string_lossy()
         .into_owned();
-        let task = Task {
-            function: signature,
-            args,
-            kwargs,
-            retried: 0,
-            max_retries: max_retries as i64,
-            retry_in: retry_in.to_string(),
-        };
+        let task = task(signature);
         Spi::connect(|client| {
             let call = build_call(client, oid, &task);
             // Prepare the call (resolves the function and named arguments) and run the casts.
@@ -263,9 +284,6 @@ fn pq_put_task(
                 .unwrap_or_else(|e| panic!("{}: {e}", call.sql));
             run(client, &call.casts_sql, &call.args);
         });
-        let data = JsonB(serde_json::to_value(&task).expect("a task serializes"));
-        let schedule_at = resolve_opt(schedule_at, "schedule_at");
-        let expected_at = resolve_opt(expected_at, "expected_at");
-        crate::put::insert(&table, queue, data.into(), schedule_at, expected_at)
+        insert(&task)
     })
 }

@@ -22,41 +22,67 @@ pub trait TimeSpec {
     fn resolve(self, what: &str) -> TimestampWithTimeZone;
 }
 
+/// What a text spec means before it meets the clock: pure, so it can be fuzzed without a
+/// server (see the proptests below).
+#[derive(Debug, PartialEq)]
+pub enum Parsed<'a> {
+    /// A duration from now: `'5m'`, `'1h 30m'`.
+    After(std::time::Duration),
+    /// Not a duration: left for PostgreSQL's `timestamptz` input.
+    Timestamp(&'a str),
+}
+
+/// Why a text spec is not a duration, when it clearly tried to be one.
+#[derive(Debug, PartialEq)]
+pub enum SpecError {
+    Negative,
+    Fraction,
+    Duration(String),
+}
+
+/// Classifies a text spec: a humantime duration, a failed attempt at one (digits then a unit,
+/// a sign, a fraction, or nothing), or something for the timestamp parser.
+///
+/// ```ignore
+/// assert_eq!(parse("1h 30m"), Ok(Parsed::After(Duration::from_secs(5400))));
+/// ```
+pub fn parse(spec: &str) -> Result<Parsed<'_>, SpecError> {
+    let spec = spec.trim();
+    if spec.contains('.') && looks_like_duration(spec) {
+        return Err(SpecError::Fraction);
+    }
+    match humantime::parse_duration(spec) {
+        Ok(d) => Ok(Parsed::After(d)),
+        Err(_) if spec.starts_with('-') => Err(SpecError::Negative),
+        Err(e) if looks_like_duration(spec) => Err(SpecError::Duration(e.to_string())),
+        Err(_) => Ok(Parsed::Timestamp(spec)),
+    }
+}
+
 /// Text: a humantime duration, or failing that an absolute timestamp.
 ///
 /// `"5m"` is five minutes from now; `"2026-11-24 12:00+00"` is that instant.
 impl TimeSpec for &str {
     fn resolve(self, what: &str) -> TimestampWithTimeZone {
-        let spec = self.trim();
-        if spec.contains('.') && looks_like_duration(spec) {
+        let invalid = |why: String| -> ! {
             raise(
+                ERRCODE_INVALID_DATETIME_FORMAT,
+                format!("invalid time spec {self:?} for {what}{why}"),
+                VALID,
+            )
+        };
+        match parse(self) {
+            Ok(Parsed::After(d)) => from_now(d.as_micros(), self, what),
+            Ok(Parsed::Timestamp(ts)) => ts
+                .parse::<TimestampWithTimeZone>()
+                .unwrap_or_else(|_| invalid(String::new())),
+            Err(SpecError::Negative) => invalid(": durations cannot be negative".into()),
+            Err(SpecError::Fraction) => raise(
                 ERRCODE_INVALID_DATETIME_FORMAT,
                 format!("invalid time spec {self:?} for {what}: fractions are not supported"),
                 "write '1.5h' as '1h 30m'; durations look like '5m', '90s', '1h 30m' or '1d'",
-            )
-        }
-        match humantime::parse_duration(spec) {
-            Ok(d) => from_now(d.as_micros(), self, what),
-            Err(_) if spec.starts_with('-') => raise(
-                ERRCODE_INVALID_DATETIME_FORMAT,
-                format!("invalid time spec {self:?} for {what}: durations cannot be negative"),
-                VALID,
             ),
-            // Digits then a unit (or nothing) is a duration attempt, not a timestamp: report the
-            // duration error rather than a confusing timestamp one.
-            Err(e) if looks_like_duration(spec) => raise(
-                ERRCODE_INVALID_DATETIME_FORMAT,
-                format!("invalid time spec {self:?} for {what}: {e}"),
-                VALID,
-            ),
-            Err(_) => match spec.parse::<TimestampWithTimeZone>() {
-                Ok(ts) => ts,
-                Err(_) => raise(
-                    ERRCODE_INVALID_DATETIME_FORMAT,
-                    format!("invalid time spec {self:?} for {what}"),
-                    VALID,
-                ),
-            },
+            Err(SpecError::Duration(e)) => invalid(format!(": {e}")),
         }
     }
 }
@@ -123,4 +149,61 @@ fn looks_like_duration(spec: &str) -> bool {
                 .chars()
                 .next()
                 .is_none_or(|c| c.is_ascii_alphabetic()))
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! The text parser, fuzzed: no input panics, and every accepted duration round-trips
+    //! through humantime's own formatting.
+    use super::{parse, Parsed};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics(s in "\\PC{0,40}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn never_panics_on_duration_like_input(s in "[-+ ]?[0-9.]{0,25}[ ]?[a-zA-Z]{0,8}([ ]?[0-9]{0,20}[a-z]{0,3}){0,3}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn accepted_durations_round_trip(s in "[0-9]{1,12}[ ]?(ns|us|ms|s|m|h|d|w|sec|min|hours|days)( [0-9]{1,6}(s|m|h))?") {
+            if let Ok(Parsed::After(d)) = parse(&s) {
+                let text = humantime::format_duration(d).to_string();
+                prop_assert_eq!(parse(&text), Ok(Parsed::After(d)), "{} -> {}", s, text);
+            }
+        }
+
+        #[test]
+        fn durations_format_and_parse_back(secs in 0u64..10_000_000_000, nanos in 0u32..1_000_000_000) {
+            let d = Duration::new(secs, nanos);
+            let text = humantime::format_duration(d).to_string();
+            prop_assert_eq!(parse(&text), Ok(Parsed::After(d)));
+        }
+
+        #[test]
+        fn signs_and_fractions_are_never_durations(n in 0u32..100000, unit in "(s|m|h|d)") {
+            let negative = format!("-{}{}", n, unit);
+            let fraction = format!("{}.5{}", n, unit);
+            prop_assert!(parse(&negative).is_err());
+            prop_assert!(parse(&fraction).is_err());
+        }
+    }
+
+    #[test]
+    fn examples() {
+        assert_eq!(parse("2h30m"), Ok(Parsed::After(Duration::from_secs(9000))));
+        assert_eq!(parse("1d"), Ok(Parsed::After(Duration::from_secs(86400))));
+        assert_eq!(
+            parse("2026-11-24 12:00:00+00"),
+            Ok(Parsed::Timestamp("2026-11-24 12:00:00+00"))
+        );
+        assert!(parse("5x").is_err() && parse("").is_err() && parse("5").is_err());
+    }
 }

@@ -28,6 +28,9 @@ pub enum Error {
     /// A payload did not (de)serialize to or from JSON.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A Python pickle could not be decoded (not plain data, or not a pickle).
+    #[error("pickle: {0}")]
+    Pickle(String),
     /// A task handler failed or panicked.
     #[error("task {function}: {message}")]
     Task { function: String, message: String },

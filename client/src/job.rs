@@ -53,6 +53,39 @@ impl<T> Job<T> {
         Ok(U::deserialize(&self.data)?)
     }
 
+    /// The data of a Python pq pickle queue (`pq['jobs/pickle']`, stored in queue `jobs`): a
+    /// JSON string holding a protocol-0 pickle, decoded into `U` for plain data (dicts, lists,
+    /// strings, numbers, booleans, None). Pickled class instances and other Python objects
+    /// cannot be decoded and give [`Error::Pickle`](crate::Error::Pickle).
+    ///
+    /// ```no_run
+    /// # let pq: pq_client::Pq = todo!();
+    /// // Python: pq['jobs/pickle'].put({'kind': 'Cox'})
+    /// if let Some(job) = pq.queue("jobs").try_get()? {
+    ///     let apple: std::collections::HashMap<String, String> = job.unpickle()?;
+    /// }
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn unpickle<U: DeserializeOwned>(&self) -> Result<U> {
+        let text = self.data.as_str().ok_or_else(|| {
+            crate::Error::Pickle(format!(
+                "job {} is not a pickle: its data is {}, not a JSON string",
+                self.id, self.data
+            ))
+        })?;
+        // Python decoded the pickle's bytes as latin-1: each char is one byte.
+        let bytes: Vec<u8> = text
+            .chars()
+            .map(|c| {
+                u8::try_from(u32::from(c)).map_err(|_| {
+                    crate::Error::Pickle(format!("job {}: {c:?} is not latin-1", self.id))
+                })
+            })
+            .collect::<Result<_>>()?;
+        serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new())
+            .map_err(|e| crate::Error::Pickle(format!("job {}: {e}", self.id)))
+    }
+
     pub(crate) fn from_row(row: &postgres::Row) -> Self {
         Job {
             id: row.get("id"),

@@ -16,3 +16,6 @@ FROM (
      ORDER BY expected_at NULLS LAST, id)
 ) AS c
 ORDER BY c.expected_at NULLS LAST, c.id
+-- No real bound ($3 is i64::MAX): a LIMIT makes the generic plan fast-start, as a cursor read
+-- one row at a time needs; without it the planner sorts every ready job up front.
+LIMIT $3

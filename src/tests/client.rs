@@ -353,3 +353,70 @@ fn threads_sharing_a_pool_drain_a_queue_exactly_once() {
     assert_eq!(got.len(), unique.len(), "a job was taken twice");
     assert_eq!(unique, ids, "a job was lost");
 }
+
+/// A Python producer's pickle queue (`pq['c_pickle/pickle']`) read by the Rust client: plain
+/// data decodes, a pickled class instance gives a clear error. Python pq 1.9.1 runs from the
+/// virtualenv scripts/test creates.
+#[test]
+fn python_pickle_queues_are_readable_for_plain_data() {
+    let port: i32 = connect()
+        .query_one("SELECT inet_server_port()", &[])
+        .unwrap()
+        .get(0);
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/venv/bin/python");
+    let script = r#"
+import sys, psycopg2
+from pq import PQ
+class Apple:
+    def __init__(self, kind): self.kind = kind
+q = PQ(psycopg2.connect(host='localhost', port=int(sys.argv[1]), user='postgres', dbname='pgrx_tests'))['c_pickle/pickle']
+q.put({'kind': 'Cox', 'sizes': [1, 2.5], 'ripe': True, 'note': None, 'name': 'Pomme d\u2019api'})
+q.put(['a', 1])
+q.put('just text')
+q.put(Apple('Gala'))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &port.to_string()])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{python}: {e} (run ./scripts/test, which creates the virtualenv)")
+        });
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = pq().queue("c_pickle");
+    let dict: Value = q.try_get().unwrap().unwrap().unpickle().unwrap();
+    assert_eq!(
+        dict,
+        json!({"kind": "Cox", "sizes": [1, 2.5], "ripe": true, "note": null, "name": "Pomme d\u{2019}api"})
+    );
+    #[derive(Deserialize, PartialEq, Debug)]
+    struct Pair(String, i64);
+    assert_eq!(
+        q.try_get().unwrap().unwrap().unpickle::<Pair>().unwrap(),
+        Pair("a".into(), 1)
+    );
+    assert_eq!(
+        q.try_get().unwrap().unwrap().unpickle::<String>().unwrap(),
+        "just text"
+    );
+    // An instance of a Python class decodes to its attributes.
+    assert_eq!(
+        q.try_get().unwrap().unwrap().unpickle::<Value>().unwrap(),
+        json!({"kind": "Gala"})
+    );
+    // What is not a pickle gets a clear error.
+    connect().batch_execute(r#"SELECT pq_put('c_pickle', '"not a pickle"'); SELECT pq_put('c_pickle', '{"kind": "Cox"}')"#).unwrap();
+    for _ in 0..2 {
+        let e = q
+            .try_get()
+            .unwrap()
+            .unwrap()
+            .unpickle::<Value>()
+            .unwrap_err();
+        assert!(matches!(e, pq_client::Error::Pickle(_)), "{e}");
+        eprintln!("undecodable: {e}");
+    }
+}

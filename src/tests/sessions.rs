@@ -325,15 +325,59 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "x; DROP TABLE queue",
         ),
         ("SELECT pq_create_table('')", "22023", "empty"),
+        // Schema qualification, other users' tables, and PostgreSQL's own limits.
+        ("SELECT pq_put('s_bad', '{}', tbl => 'nosuch.queue')", "3F000", "nosuch"),
+        ("SELECT pq_put('s_bad', '{}', tbl => 'pg_catalog.queue')", "42P01", "pg_catalog.queue"),
+        ("SELECT pq_put('s_bad', '{}', tbl => 's_private_jobs')", "42501", "s_private_jobs"),
+        ("SELECT * FROM pq_get('s_bad', tbl => 's_private_jobs')", "42501", "s_private_jobs"),
+        ("SELECT pq_put('s_bad', to_jsonb(repeat('x', 300000000)))", "54000", "too long"),
+        ("SELECT pq_put('s_bad', (SELECT jsonb_agg(repeat('x', 100000000)) FROM generate_series(1, 11)))", "54000", "exceeds the maximum"),
+        ("SELECT pq_put('s_bad', (repeat('[', 100000) || repeat(']', 100000))::jsonb)", "54001", "stack depth"),
+        ("SELECT pq_put('s_bad', '\"\\ud800\"')", "22P02", "json"),
+        ("SELECT pq_put('s_bad', '{}', '99999999999999999999s')", "22007", "99999999999999999999s"),
+        ("SELECT pq_put('s_bad', '{}', '9223372036854775807s')", "22008", "too far"),
+        ("SELECT pq_put('s_bad', '{}', '300000y')", "22008", "too far"),
+        ("SELECT pq_put('s_bad', '{}', '1 fortnight')", "22007", "1 fortnight"),
+        ("SELECT pq_put('s_bad', '{}', interval '-1 day')", "22023", "negative"),
+        ("SELECT pq_put('s_bad', '{}', '5m; DROP TABLE queue')", "22007", "DROP TABLE"),
+        ("SELECT pq_put('s_bad''; DROP TABLE queue; --', NULL)", "22004", "data must not be NULL"),
+        ("SELECT pq_put_task('s_bad', 'no_such_function', '[]')", "42883", "no_such_function"),
+        ("SELECT pq_put_task('s_bad', 'pg_sleep(float8)', '[\"soon\"]')", "22P02", "soon"),
+        ("SELECT pq_put_task('s_bad', 'x.eat(', '[]', external => true)", "22023", "parentheses"),
+        ("SELECT pq_put_task('s_bad', NULL, '[]')", "22004", "function must not be NULL"),
+        ("SELECT * FROM pq_work('s_bad', max_jobs => 0)", "22023", "got 0"),
+        ("SELECT * FROM pq_work('', max_jobs => 1)", "22023", "must not be empty"),
+        ("SELECT pq_requeue(NULL)", "22004", "id must not be NULL"),
+        ("SELECT pq_task_failed(-1, 'P0001', 'x')", "P0002", "no job with id -1"),
+        ("SELECT * FROM pq_stats('nope')", "42P01", "nope"),
+        ("SELECT pq_channel(NULL)", "22004", "must not be NULL"),
+        ("SELECT * FROM pq_get('s_bad', batch_size => NULL)", "22023", "NULL"),
     ];
-    let before: i64 = c
-        .query_one("SELECT count(*) FROM queue", &[])
-        .unwrap()
-        .get(0);
+    c.batch_execute(
+        "DROP TABLE IF EXISTS s_private_jobs; SELECT pq_create_table('s_private_jobs');
+         DROP ROLE IF EXISTS s_stranger; CREATE ROLE s_stranger; DROP ROLE IF EXISTS s_visitor;
+         ALTER TABLE s_private_jobs OWNER TO s_stranger;
+         CREATE ROLE s_visitor; GRANT s_visitor TO postgres;",
+    )
+    .ok();
+    // Other tests run in parallel on the same table: count what these inputs could have written.
+    let written =
+        "SELECT (SELECT count(*) FROM queue WHERE q_name LIKE 's\\_bad%' OR q_name = '') \
+                   + (SELECT count(*) FROM s_private_jobs)";
+    assert!(cases.len() >= 40, "{} hostile inputs", cases.len());
+    let before: i64 = c.query_one(written, &[]).unwrap().get(0);
     for (sql, code, fragment) in cases {
-        let e = c.query(*sql, &[]).expect_err(sql);
+        // Other users' tables are tried as an unprivileged role.
+        let sql = if sql.contains("s_private_jobs") {
+            format!("SET ROLE s_visitor; {sql}")
+        } else {
+            sql.to_string()
+        };
+        let e = c.batch_execute(&sql).expect_err(&sql);
+        c.batch_execute("RESET ROLE").unwrap();
         let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
         assert_eq!(db.code().code(), *code, "{sql}: {}", db.message());
+        let sql = &sql;
         let text = format!("{} {}", db.message(), db.hint().unwrap_or(""));
         assert!(
             text.contains(fragment),
@@ -343,11 +387,25 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         // The session stays usable.
         assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
     }
-    let after: i64 = c
-        .query_one("SELECT count(*) FROM queue", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(before, after, "an error left a row behind");
+    let after: i64 = c.query_one(written, &[]).unwrap().get(0);
+    assert_eq!((before, after), (0, 0), "an error left a row behind");
+    // Through the Rust client: a NUL is not valid text for PostgreSQL (nor for the queue).
+    let pq = pq_client::Pq::new(connect());
+    let e = pq.queue("s_bad\0").put(&serde_json::json!(1)).unwrap_err();
+    assert!(
+        e.sqlstate().is_some() || e.to_string().contains("nul"),
+        "{e}"
+    );
+    let e = pq
+        .queue("s_bad")
+        .put(&serde_json::json!("\u{0}"))
+        .unwrap_err();
+    assert_eq!(e.sqlstate(), Some("22P05"), "{e}");
+    assert_eq!(
+        pq.queue("s_bad").len().unwrap(),
+        0,
+        "the session stays usable"
+    );
 }
 
 /// A hostile search_path cannot redirect what pq runs: every function pins its own.

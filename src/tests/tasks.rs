@@ -258,4 +258,76 @@ mod tests {
             Some("Cox")
         );
     }
+
+    // The grants a producer, a consumer and a worker need (see the README); without them a
+    // role gets 42501 and reads nothing.
+    fn sqlstate_of(sql: &str) -> Option<String> {
+        crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|(code, _)| code)
+    }
+
+    #[pg_test]
+    fn roles_get_exactly_what_they_are_granted() {
+        Spi::run(
+            r#"CREATE ROLE t_producer; CREATE ROLE t_consumer; CREATE ROLE t_worker; CREATE ROLE t_nobody;
+               GRANT INSERT, SELECT (id) ON queue TO t_producer;
+               GRANT USAGE ON SEQUENCE queue_id_seq TO t_producer;
+               GRANT SELECT, UPDATE ON queue TO t_consumer, t_worker;
+               CREATE TABLE t_done (kind text);
+               CREATE FUNCTION t_task(kind text) RETURNS void LANGUAGE sql AS $$ INSERT INTO t_done VALUES (kind) $$;
+               REVOKE EXECUTE ON FUNCTION t_task(text) FROM PUBLIC;
+               GRANT EXECUTE ON FUNCTION t_task(text) TO t_worker;
+               GRANT INSERT ON t_done TO t_worker;
+               SELECT pq_put_task('t_roles_tasks', 't_task(text)', '["Cox"]');"#,
+        )
+        .unwrap();
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("t_producer", "SELECT pq_put('t_roles', '{}')", None),
+            (
+                "t_producer",
+                "SELECT * FROM pq_put_many('t_roles', ARRAY['{}']::jsonb[])",
+                None,
+            ),
+            (
+                "t_producer",
+                "SELECT * FROM pq_get('t_roles')",
+                Some("42501"),
+            ),
+            ("t_producer", "SELECT pq_len('t_roles')", Some("42501")),
+            ("t_consumer", "SELECT * FROM pq_get('t_roles')", None),
+            ("t_consumer", "SELECT pq_len('t_roles')", None),
+            ("t_consumer", "SELECT * FROM pq_stats()", None),
+            (
+                "t_consumer",
+                "SELECT pq_put('t_roles', '{}')",
+                Some("42501"),
+            ),
+            ("t_consumer", "SELECT pq_clear('t_roles')", Some("42501")),
+            ("t_worker", "SELECT * FROM pq_work('t_roles_tasks')", None),
+            ("t_nobody", "SELECT pq_put('t_roles', '{}')", Some("42501")),
+            ("t_nobody", "SELECT * FROM pq_get('t_roles')", Some("42501")),
+            ("t_nobody", "SELECT pq_len('t_roles')", Some("42501")),
+            ("t_nobody", "SELECT * FROM pq_stats()", Some("42501")),
+            (
+                "t_nobody",
+                "SELECT pq_update('t_roles', 1, '{}')",
+                Some("42501"),
+            ),
+            (
+                "t_nobody",
+                "SELECT * FROM pq_work('t_roles')",
+                Some("42501"),
+            ),
+        ];
+        for (role, sql, expected) in cases {
+            let got = sqlstate_of(&format!("SET LOCAL ROLE {role}; {sql}"));
+            Spi::run("RESET ROLE").unwrap();
+            assert_eq!(got.as_deref(), *expected, "{role}: {sql}");
+        }
+        let done = Spi::get_one::<i64>("SELECT count(*) FROM t_done").unwrap();
+        assert_eq!(
+            done,
+            Some(1),
+            "the worker performed the task with its own grants"
+        );
+    }
 }

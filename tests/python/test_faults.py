@@ -1,0 +1,128 @@
+"""Faults, with a real cluster: killed backends, an immediate shutdown in the middle of
+concurrent puts and gets, and a short soak. scripts/test points PQ_FAULT_PGDATA at the data
+directory of the throwaway cluster it started, which these tests crash and restart."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from soak import connect, soak
+
+PGDATA = os.environ.get("PQ_FAULT_PGDATA")
+PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
+needs_cluster = pytest.mark.skipif(not PGDATA, reason="scripts/test sets PQ_FAULT_PGDATA")
+
+
+def sql(statement, *args):
+    conn = connect()
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute(statement, args)
+        return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def wait_until_up(timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return sql("SELECT 1")
+        except psycopg2.OperationalError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def claim_and_hold(queue):
+    """A connection holding a claimed job in an open transaction."""
+    conn = connect()
+    cur = conn.cursor()
+    cur.execute("SELECT id FROM pq_get(%s)", (queue,))
+    job = cur.fetchone()[0]
+    cur.execute("SELECT pg_backend_pid()")
+    return conn, job, cur.fetchone()[0]
+
+
+@needs_cluster
+def test_terminated_backend_returns_its_job():
+    sql("CREATE EXTENSION IF NOT EXISTS pq")
+    ids = [r[0] for r in sql("SELECT * FROM pq_put_many('f_term', ARRAY['{}', '{}']::jsonb[])")]
+    conn, job, pid = claim_and_hold("f_term")
+    assert sql("SELECT count(*) FROM pq_get('f_term')")[0][0] == 1  # the other job
+    sql("SELECT pg_terminate_backend(%s)", pid)
+    assert sql("SELECT id FROM pq_get('f_term')")[0][0] == job == ids[0]
+    assert sql("SELECT count(*) FROM queue WHERE q_name = 'f_term'")[0][0] == 2
+
+
+@needs_cluster
+def test_kill_9_of_a_backend_returns_its_job():
+    sql("CREATE EXTENSION IF NOT EXISTS pq")
+    sql("SELECT pq_put('f_kill', '{}'); SELECT pq_put('f_kill', '{}')")
+    conn, job, pid = claim_and_hold("f_kill")
+    os.kill(pid, signal.SIGKILL)  # the postmaster resets every backend and recovers
+    time.sleep(1)
+    wait_until_up()
+    assert sql("SELECT count(*) FROM queue WHERE q_name = 'f_kill'")[0][0] == 2
+    assert sql("SELECT id FROM pq_get('f_kill')")[0][0] == job
+
+
+@needs_cluster
+def test_immediate_shutdown_loses_no_acknowledged_put_or_get():
+    sql("CREATE EXTENSION IF NOT EXISTS pq")
+    sql("SELECT * FROM pq_put_many('f_crash', (SELECT array_agg('{}'::jsonb) FROM generate_series(1, 2000)))")
+    put_acked, got_acked, stop = [], [], threading.Event()
+
+    def producer():
+        try:
+            conn = connect()
+            conn.autocommit = True
+            while not stop.is_set():
+                cur = conn.cursor()
+                cur.execute("SELECT pq_put('f_crash', '{}')")
+                put_acked.append(cur.fetchone()[0])  # returned after the commit
+        except psycopg2.Error:
+            pass
+
+    def consumer():
+        try:
+            conn = connect()
+            conn.autocommit = True
+            while not stop.is_set():
+                cur = conn.cursor()
+                cur.execute("SELECT id FROM pq_get('f_crash')")
+                row = cur.fetchone()
+                if row:
+                    got_acked.append(row[0])
+        except psycopg2.Error:
+            pass
+
+    threads = [threading.Thread(target=f) for f in (producer, producer, consumer, consumer)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    # -l: the restarted postmaster must not hold our pipes open (run() would wait for EOF).
+    log = os.path.join(os.path.dirname(PGDATA), "log")
+    subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-m", "immediate", "restart"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop.set()
+    for t in threads:
+        t.join()
+    wait_until_up()
+    assert put_acked and got_acked, "the crash came while both were running"
+    present = {r[0] for r in sql("SELECT id FROM queue WHERE q_name = 'f_crash'")}
+    consumed = {r[0] for r in sql("SELECT id FROM queue WHERE q_name = 'f_crash' AND dequeued_at IS NOT NULL")}
+    assert set(put_acked) <= present, "an acknowledged put was lost"
+    assert set(got_acked) <= consumed, "an acknowledged get came back"
+    assert len(got_acked) == len(set(got_acked)), "a job was got twice"
+
+
+@needs_cluster
+def test_short_soak_consumes_every_job_exactly_once():
+    wait_until_up()
+    soak(jobs=20_000, producers=8, consumers=8, kill_every=0.3)
