@@ -40,6 +40,13 @@ ensure_deps() {
 install_extension() {
     say "building and installing the pq extension (release)"
     (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+    install_released_scripts
+}
+
+# Install scripts of released versions (sql/pq--A.sql), so that they can be installed and
+# upgraded; cargo pgrx install copies only the current one and the upgrade scripts.
+install_released_scripts() {
+    as_root cp "$ROOT"/sql/pq--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # A free TCP port on loopback.

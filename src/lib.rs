@@ -46,7 +46,10 @@ mod worker;
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../sql/api.sql", name = "api", finalize);
+extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"]);
+// Each upgrade script also ends the install script of its target version, so a fresh install
+// and an upgrade reach the same schema.
+extension_sql_file!("../sql/pq--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
 
 /// Library load: hook the commit that wakes blocked getters; define the worker GUCs and,
 /// when preloaded, register the background workers.

@@ -1,0 +1,81 @@
+"""Upgrades: install the previous release (0.1.0), fill queues, ALTER EXTENSION pq UPDATE, and
+check every job is intact, every function works, and the schema equals a fresh install."""
+import uuid
+
+import pytest
+from conftest import connect
+
+PREVIOUS = "0.1.0"
+
+
+def new_db(version=None):
+    name = "upgrade_" + uuid.uuid4().hex[:8]
+    admin = connect("postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    admin.close()
+    conn = connect(name)
+    conn.autocommit = True
+    conn.cursor().execute("CREATE EXTENSION pq" + (f" VERSION '{version}'" if version else ""))
+    return conn
+
+
+def rows(conn, sql, *args):
+    cur = conn.cursor()
+    cur.execute(sql, args)
+    return cur.fetchall() if cur.description else None
+
+
+SCHEMA = """
+SELECT 'function ' || p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pq'
+UNION ALL
+SELECT 'view ' || c.relname, pg_get_viewdef(c.oid)
+  FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pq' WHERE c.relkind = 'v'
+UNION ALL
+SELECT 'index ' || indexname, indexdef FROM pg_indexes WHERE tablename = 'queue'
+UNION ALL
+SELECT 'column ' || attname, format_type(atttypid, atttypmod) || coalesce(' default ' || pg_get_expr(adbin, adrelid), '')
+  FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
+  WHERE attrelid = 'queue'::regclass AND attnum > 0 AND NOT attisdropped
+ORDER BY 1
+"""
+
+
+def test_upgrade_from_the_previous_release_keeps_jobs_and_matches_a_fresh_install():
+    old = new_db(PREVIOUS)
+    assert rows(old, "SELECT extversion FROM pg_extension WHERE extname = 'pq'")[0][0] == PREVIOUS
+    rows(old, """CREATE FUNCTION rot(kind text) RETURNS void LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'rotten %', kind; END $$""")
+    rows(old, """SELECT pq_put('apples', '{"kind": "Cox"}'); SELECT pq_put('apples', '{"kind": "Fuji"}', '1h');
+                 SELECT pq_put('apples', '{"kind": "Gala"}', expected_at => '5m');
+                 SELECT * FROM pq_put_many('pears', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[]);
+                 SELECT pq_put_task('tasks', 'rot(text)', '["Bramley"]')""")
+    rows(old, "SELECT * FROM pq_work('tasks')")
+    rows(old, "SELECT * FROM pq_get('pears')")
+    before = rows(old, "SELECT * FROM queue ORDER BY id")
+
+    rows(old, "ALTER EXTENSION pq UPDATE")
+    current = rows(old, "SELECT default_version FROM pg_available_extensions WHERE name = 'pq'")[0][0]
+    assert current != PREVIOUS
+    assert rows(old, "SELECT extversion FROM pg_extension WHERE extname = 'pq'")[0][0] == current
+    assert rows(old, "SELECT * FROM queue ORDER BY id") == before, "every job intact"
+
+    # Every function works on the upgraded database.
+    assert rows(old, "SELECT data->>'kind' FROM pq_get('apples')")[0][0] == "Gala"
+    assert rows(old, "SELECT pq_len('apples'), pq_len('pears')") == [(1, 1)]
+    assert rows(old, "SELECT pq_put('apples', '{}', interval '1 minute') > 0")[0][0]
+    assert rows(old, "SELECT count(*) FROM pq_failed")[0][0] == 1
+    assert rows(old, "SELECT message FROM pq_failed('queue')")[0][0] == "rotten Bramley"
+    (failed_id,), = rows(old, "SELECT id FROM pq_failed")
+    assert rows(old, "SELECT pq_requeue(%s)", failed_id)[0][0] is True
+    assert rows(old, "SELECT outcome FROM pq_work('tasks')")[0][0] == "failed"
+    assert {r[0] for r in rows(old, "SELECT queue FROM pq_stats")} == {"apples", "pears", "tasks"}
+
+    # The upgraded schema is the fresh install's.
+    fresh = new_db()
+    assert rows(old, SCHEMA) == rows(fresh, SCHEMA)
+    old.close()
+    fresh.close()
