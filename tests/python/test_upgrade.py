@@ -22,7 +22,7 @@ def new_db(version=None):
 
 def rows(conn, sql, *args):
     cur = conn.cursor()
-    cur.execute(sql, args)
+    cur.execute(sql, args or None)  # no args: '%' in the SQL is not a placeholder
     return cur.fetchall() if cur.description else None
 
 
@@ -30,6 +30,8 @@ SCHEMA = """
 SELECT 'function ' || p.oid::regprocedure::text, pg_get_functiondef(p.oid)
   FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pq'
+ -- the test build (scripts/test installs it) adds #[pg_test] functions in schema tests
+ WHERE p.pronamespace::regnamespace::text <> 'tests'
 UNION ALL
 SELECT 'view ' || c.relname, pg_get_viewdef(c.oid)
   FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
