@@ -7,31 +7,6 @@ use crate::table::{QueueTable, Stmt};
 use pgrx::datum::{DatumWithOid, Internal, Interval};
 use pgrx::prelude::*;
 
-/// Runs `stmt` for `tbl` with `args`, returning its single value (a count or an id).
-fn one<T: FromDatum + IntoDatum>(
-    tbl: Option<pg_sys::Oid>,
-    stmt: Stmt,
-    args: &[DatumWithOid],
-) -> Option<T> {
-    let table = QueueTable::resolve(tbl);
-    pinned(|| {
-        Spi::connect(|client| {
-            table.with_plan(client, stmt, |plan| {
-                let rows = client
-                    .select(plan, None, args)
-                    .unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
-                if rows.is_empty() {
-                    None
-                } else {
-                    rows.first()
-                        .get_one::<T>()
-                        .unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
-                }
-            })
-        })
-    })
-}
-
 /// Number of ready jobs in `queue` (undequeued, and not scheduled in the future).
 ///
 /// ```sql
@@ -40,7 +15,9 @@ fn one<T: FromDatum + IntoDatum>(
 #[pg_extern(sql = false)]
 fn pq_len(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
     let queue = require_queue(queue);
-    one::<i64>(tbl, Stmt::Len, &[queue.into()]).unwrap_or(0)
+    QueueTable::resolve(tbl)
+        .one::<i64>(Stmt::Len, &[queue.into()])
+        .unwrap_or(0)
 }
 
 /// Deletes every job of `queue`, done or pending; returns how many.
@@ -85,7 +62,9 @@ fn pq_update(
     );
     // SAFETY: our jsonb argument, alive for the call.
     let data = unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) };
-    one::<i64>(tbl, Stmt::Update, &[queue.into(), id.into(), data]).is_some()
+    QueueTable::resolve(tbl)
+        .one::<i64>(Stmt::Update, &[queue.into(), id.into(), data])
+        .is_some()
 }
 
 /// Per-queue counts: ready, scheduled (future), in flight (claimed by an open transaction),

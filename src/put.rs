@@ -48,16 +48,10 @@ pub fn insert(
     schedule_at: Option<TimestampWithTimeZone>,
     expected_at: Option<TimestampWithTimeZone>,
 ) -> i64 {
-    let id = Spi::connect(|client| {
-        table.with_plan(client, Stmt::Put, |plan| {
-            let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
-            client
-                .select(plan, None, &args)
-                .and_then(|rows| rows.first().get_one::<i64>())
-                .unwrap_or_else(|e| panic!("inserting a job: {e}"))
-                .expect("INSERT ... RETURNING id returns the id")
-        })
-    });
+    let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
+    let id = table
+        .one::<i64>(Stmt::Put, &args)
+        .expect("INSERT ... RETURNING id returns the id");
     announce(table, queue);
     id
 }

@@ -7,6 +7,7 @@
 //! Each statement's text lives once, in `src/queries/*.sql`, with `{table}` for the table.
 
 use crate::error::raise;
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::PgSqlErrorCode::*;
@@ -129,6 +130,31 @@ impl QueueTable {
         }
         CHECKED.with(|c| c.borrow_mut().insert(oid, ()));
         QueueTable { oid }
+    }
+
+    /// Runs `stmt` with `args` under the pinned settings, returning the first column of its
+    /// first row (a count, an id, a queue name), or `None` when it returns no row.
+    ///
+    /// ```ignore
+    /// let ready = table.one::<i64>(Stmt::Len, &["apples".into()]);
+    /// ```
+    pub fn one<T: FromDatum + IntoDatum>(&self, stmt: Stmt, args: &[DatumWithOid]) -> Option<T> {
+        crate::search_path::pinned(|| {
+            Spi::connect(|client| {
+                self.with_plan(client, stmt, |plan| {
+                    let rows = client
+                        .select(plan, None, args)
+                        .unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
+                    if rows.is_empty() {
+                        None
+                    } else {
+                        rows.first()
+                            .get_one::<T>()
+                            .unwrap_or_else(|e| panic!("{stmt:?}: {e}"))
+                    }
+                })
+            })
+        })
     }
 
     /// Runs `f` with this table's prepared statement `stmt`, preparing it on first use.

@@ -159,22 +159,14 @@ fn record(
             None,
         )
     };
-    pinned(|| {
-        let queue = Spi::connect(|client| {
-            table.with_plan(client, Stmt::TaskOutcome, |plan| {
-                let args = [id.into(), JsonB(patch).into(), retry.into(), due.into()];
-                client
-                    .select(plan, None, &args)
-                    .and_then(|rows| rows.first().get_one::<String>())
-                    .unwrap_or_else(|e| panic!("recording job {id}: {e}"))
-                    .unwrap_or_default()
-            })
-        });
-        if retry {
-            // Back in the queue: blocked workers should look again.
-            crate::put::announce(table, &queue);
-        }
-    });
+    let args = [id.into(), JsonB(patch).into(), retry.into(), due.into()];
+    let queue = table
+        .one::<String>(Stmt::TaskOutcome, &args)
+        .unwrap_or_default();
+    if retry {
+        // Back in the queue: blocked workers should look again.
+        crate::put::announce(table, &queue);
+    }
     outcome.outcome = if retry { "retry" } else { "failed" };
     outcome.sqlstate = Some(sqlstate);
     outcome.message = Some(message);
@@ -263,20 +255,7 @@ fn pq_task_failed(
 ) -> String {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let data: Option<JsonB> = pinned(|| {
-        Spi::connect(|client| {
-            table.with_plan(client, Stmt::JobData, |plan| {
-                let rows = client
-                    .select(plan, None, &[id.into()])
-                    .unwrap_or_else(|e| panic!("job data: {e}"));
-                if rows.is_empty() {
-                    None
-                } else {
-                    rows.first().get_one::<JsonB>().ok().flatten()
-                }
-            })
-        })
-    });
+    let data = table.one::<JsonB>(Stmt::JobData, &[id.into()]);
     let Some(JsonB(data)) = data else {
         raise(
             ERRCODE_NO_DATA_FOUND,
@@ -309,20 +288,7 @@ fn pq_task_failed(
 fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let queue: Option<String> = pinned(|| {
-        Spi::connect(|client| {
-            table.with_plan(client, Stmt::Requeue, |plan| {
-                let rows = client
-                    .select(plan, None, &[id.into()])
-                    .unwrap_or_else(|e| panic!("requeue: {e}"));
-                if rows.is_empty() {
-                    None
-                } else {
-                    rows.first().get_one::<String>().ok().flatten()
-                }
-            })
-        })
-    });
+    let queue = table.one::<String>(Stmt::Requeue, &[id.into()]);
     match queue {
         Some(q) => {
             pinned(|| crate::put::announce(&table, &q));
