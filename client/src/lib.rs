@@ -76,6 +76,13 @@ enum Source {
 }
 
 /// A connection borrowed from a [`Pq`]: derefs to [`postgres::Client`].
+///
+/// ```no_run
+/// # let pq: pq_client::Pq = todo!();
+/// let mut conn = pq.conn()?;
+/// let n: i64 = conn.query_one("SELECT pq_len('apples')", &[])?.get(0);
+/// # Ok::<(), pq_client::Error>(())
+/// ```
 pub enum Conn<'a> {
     Shared(MutexGuard<'a, Client>),
     Pooled(Box<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>),
@@ -183,7 +190,7 @@ impl Pq {
         Tasks::new(self.queue(name))
     }
 
-    /// A connection: the shared client, or one from the pool.
+    /// A connection: the shared client, or one from the pool (see [`Conn`]).
     pub fn conn(&self) -> Result<Conn<'_>> {
         Ok(match &self.inner.source {
             // A panic inside a transaction poisons the lock, but the transaction was rolled

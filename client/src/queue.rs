@@ -256,6 +256,14 @@ pub struct Iter<T> {
 
 impl<T> Iter<T> {
     /// Waits up to `timeout` per item instead of one second.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// for job in queue.iter().timeout(std::time::Duration::from_millis(200)).take(10) {
+    ///     println!("{:?}", job?.map(|j| j.id));
+    /// }
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

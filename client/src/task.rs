@@ -16,6 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a handler is called with: the job's id, positional and named arguments.
+///
+/// ```no_run
+/// # let mut tasks: pq_client::Tasks = todo!();
+/// tasks.register_call("log", |call: &pq_client::TaskCall| {
+///     println!("job {}: {:?} {:?}", call.job_id, call.args, call.kwargs);
+///     Ok::<_, String>(())
+/// });
+/// ```
 #[derive(Clone, Debug)]
 pub struct TaskCall {
     pub job_id: i64,
@@ -26,6 +34,14 @@ pub struct TaskCall {
 type Handler = Arc<dyn Fn(&TaskCall) -> std::result::Result<(), String> + Send + Sync>;
 
 /// Defaults for enqueued tasks (Python's `@queue.task(schedule_at=..., max_retries=...)`).
+///
+/// ```no_run
+/// # let pq: pq_client::Pq = todo!();
+/// use pq_client::TaskOptions;
+/// let tasks = pq.tasks("default").defaults(TaskOptions {
+///     max_retries: 2, retry_in: "10s".into(), ..TaskOptions::default()
+/// });
+/// ```
 #[derive(Clone, Debug)]
 pub struct TaskOptions {
     pub schedule_at: Option<When>,

@@ -80,9 +80,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             expected_at,
         } => {
             let data: serde_json::Value = serde_json::from_str(&data)?;
-            let mut opts = Put::default();
-            opts.schedule_at = schedule_at.map(Into::into);
-            opts.expected_at = expected_at.map(Into::into);
+            let opts = Put {
+                schedule_at: schedule_at.map(Into::into),
+                expected_at: expected_at.map(Into::into),
+            };
             println!("{}", pq.queue(&queue).put_with(&data, opts)?);
         }
         Command::Get { queue, timeout } => {
