@@ -37,7 +37,7 @@ fn put<S: TimeSpec>(
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
-    pinned(|| insert(&table, queue, data, schedule_at, expected_at))
+    insert(&table, queue, data, schedule_at, expected_at)
 }
 
 /// Inserts one job with `data` (a jsonb argument) and announces it; returns its id.

@@ -261,7 +261,7 @@ fn pq_put_task(
                 "name it as the client registers it, e.g. 'tasks.eat'; SQL functions need no external => true",
             )
         }
-        return pinned(|| insert(&task(function.to_string())));
+        return insert(&task(function.to_string()));
     }
     let oid = resolve_function(function);
     pinned(|| {

@@ -291,7 +291,7 @@ fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let queue = table.one::<String>(Stmt::Requeue, &[id.into()]);
     match queue {
         Some(q) => {
-            pinned(|| crate::put::announce(&table, &q));
+            crate::put::announce(&table, &q);
             true
         }
         None => false,
