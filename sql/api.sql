@@ -75,11 +75,11 @@ COMMENT ON FUNCTION pq_channel(text) IS
 
 CREATE FUNCTION pq_stats(tbl regclass DEFAULT '@extschema@.queue')
 RETURNS TABLE (queue text, ready bigint, scheduled bigint, in_flight bigint, done bigint,
-               oldest_ready_age interval)
+               oldest_ready_age interval, squatted bigint)
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_stats_wrapper';
 COMMENT ON FUNCTION pq_stats(regclass) IS
-'Per-queue counts: ready, scheduled, in flight, done, oldest ready age. Example: SELECT * FROM pq_stats()';
+'Per-queue counts: ready, scheduled, in flight, done, oldest ready age, squatted (pending jobs whose lock key another session holds without claiming them). Example: SELECT * FROM pq_stats()';
 
 CREATE VIEW pq_stats AS SELECT * FROM @extschema@.pq_stats();
 COMMENT ON VIEW pq_stats IS 'pq_stats() of the extension''s queue table';
@@ -91,11 +91,12 @@ CREATE FUNCTION pq_put_task(
     queue text, function text, args jsonb DEFAULT '[]', kwargs jsonb DEFAULT '{}',
     schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
     max_retries integer DEFAULT 0, retry_in text DEFAULT '30s',
-    tbl regclass DEFAULT '@extschema@.queue', external boolean DEFAULT false)
+    tbl regclass DEFAULT '@extschema@.queue', external boolean DEFAULT false,
+    timeout text DEFAULT NULL)
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_task_wrapper';
-COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass, boolean) IS
-'Enqueues a task calling a SQL function, checked now; with external => true, for a client handler (Python, Rust). Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
+COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass, boolean, text) IS
+'Enqueues a task calling a registered SQL function, checked now (timeout: this task''s limit, default pq.task_timeout); with external => true, for a client handler (Python, Rust). Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
 
 CREATE FUNCTION pq_work(
     queue text, burst boolean DEFAULT true, timeout interval DEFAULT '1s',
@@ -142,13 +143,46 @@ $proc$;
 COMMENT ON PROCEDURE pq_work_loop(text, integer, boolean, interval, regclass) IS
 'Performs tasks, committing after each. Example: CALL pq_work_loop(''default'')';
 
-CREATE VIEW pq_failed AS
-SELECT q.id, q.q_name AS queue, q.data->>'function' AS function,
-       (q.data->>'retried')::integer AS retried,
-       q.data->'errors'->-1->>'sqlstate' AS sqlstate,
-       q.data->'errors'->-1->>'message' AS message,
-       (q.data->>'failed_at')::timestamptz AS failed_at,
-       q.data->'errors' AS errors
-FROM @extschema@.queue q
-WHERE q.dequeued_at IS NOT NULL AND q.data ? 'failed_at';
+CREATE FUNCTION pq_failed(tbl regclass DEFAULT '@extschema@.queue')
+RETURNS TABLE (id bigint, queue text, function text, retried integer, sqlstate text,
+               message text, failed_at timestamptz, errors jsonb)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text.
+    RETURN QUERY EXECUTE format($q$
+        SELECT q.id, q.q_name, q.data->>'function', (q.data->>'retried')::integer,
+               q.data->'errors'->-1->>'sqlstate', q.data->'errors'->-1->>'message',
+               (q.data->>'failed_at')::timestamptz, q.data->'errors'
+        FROM %s q
+        WHERE q.dequeued_at IS NOT NULL AND q.data ? 'failed_at'
+        ORDER BY q.id $q$, tbl);
+END
+$fn$;
+COMMENT ON FUNCTION pq_failed(regclass) IS
+'Task jobs that failed for good, with their last error. Example: SELECT * FROM pq_failed(''jobs'')';
+
+CREATE VIEW pq_failed AS SELECT * FROM @extschema@.pq_failed();
 COMMENT ON VIEW pq_failed IS 'Task jobs that failed for good, with their last error';
+
+-- The task registry: only registered functions ever run as tasks, whoever enqueued them.
+CREATE FUNCTION pq_register_task(function regprocedure)
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_register_task_wrapper';
+COMMENT ON FUNCTION pq_register_task(regprocedure) IS
+'Registers a function as a task (its owner or a superuser only); true if it was not registered yet. Example: SELECT pq_register_task(''eat(text)'')';
+
+CREATE FUNCTION pq_unregister_task(function regprocedure)
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_unregister_task_wrapper';
+COMMENT ON FUNCTION pq_unregister_task(regprocedure) IS
+'Unregisters a task function (its owner or a superuser only); true if it was registered. Example: SELECT pq_unregister_task(''eat(text)'')';
+
+CREATE VIEW pq_tasks AS
+SELECT t.function, p.proowner::regrole AS owner, t.registered_by, t.registered_at
+FROM @extschema@.pq_registered_tasks t
+JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.function::pg_catalog.oid
+ORDER BY t.function::pg_catalog.text;
+COMMENT ON VIEW pq_tasks IS 'Functions registered as tasks, with their owner';
+GRANT SELECT ON pq_tasks TO PUBLIC;

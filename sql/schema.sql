@@ -1,6 +1,12 @@
 -- The queue table layout, in one place: the extension's own `queue` table and every table a
 -- user adds with pq_create_table() are made by the same function.
 
+-- pq_stamp_enqueuer(): the trigger that records who enqueued a job (src/enqueuer.rs). A
+-- producer cannot forge enqueued_by: inserts, and updates that change what a task runs
+-- (function, args, kwargs), are stamped with the current role, whatever they wrote.
+CREATE FUNCTION pq_stamp_enqueuer() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'pq_stamp_enqueuer_wrapper';
+
 -- pq_create_table(name): creates a queue table with Python pq's columns and the indexes that
 -- keep claiming cheap. `name` is an identifier, optionally schema-qualified ('jobs',
 -- 'app.jobs', '"Mixed Case"'); unqualified names go in the extension's schema. The name is
@@ -41,7 +47,9 @@ BEGIN
             expected_at timestamptz,
             schedule_at timestamptz,
             q_name      text NOT NULL CHECK (length(q_name) > 0),
-            data        jsonb NOT NULL
+            data        jsonb NOT NULL,
+            -- Who put the job: a task runs as this role (set by the trigger below).
+            enqueued_by regrole NOT NULL
         );
         -- Unscheduled pending jobs in claim order; done jobs leave the index.
         CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
@@ -49,7 +57,16 @@ BEGIN
         -- Scheduled pending jobs by due time: a claim visits only the due ones.
         CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
             WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
-        $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx');
+        -- SQL tasks (functions that are signatures, ending in ')'): pq_work finds them without
+        -- walking the jobs of client handlers that share the queue.
+        CREATE INDEX %4$I ON %1$s (q_name, expected_at NULLS LAST, id)
+            WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
+        CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
+            WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
+        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by ON %1$s
+            FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
+        $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx',
+           relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx');
     RETURN qualified::regclass;
 END
 $fn$;
@@ -63,3 +80,13 @@ COMMENT ON TABLE queue IS 'Jobs of every queue (Python pq layout). Use pq_put / 
 -- Extension member tables are not dumped by pg_dump unless marked: jobs are data.
 SELECT pg_catalog.pg_extension_config_dump('queue', '');
 SELECT pg_catalog.pg_extension_config_dump('queue_id_seq', '');
+
+-- Functions registered as tasks: the only ones pq_work ever calls (pq_register_task).
+CREATE TABLE pq_registered_tasks (
+    function      regprocedure PRIMARY KEY,
+    registered_by regrole NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pq_registered_tasks IS 'Functions registered as tasks; use pq_register_task and the pq_tasks view.';
+SELECT pg_catalog.pg_extension_config_dump('pq_registered_tasks', '');
+GRANT SELECT ON pq_registered_tasks TO PUBLIC;

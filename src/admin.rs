@@ -68,7 +68,8 @@ fn pq_update(
 }
 
 /// Per-queue counts: ready, scheduled (future), in flight (claimed by an open transaction),
-/// done, and the age of the oldest ready job.
+/// done, the age of the oldest ready job, and squatted: pending jobs whose advisory lock key
+/// a session holds without claiming them (they stay claimable; see `claim`).
 ///
 /// ```sql
 /// SELECT * FROM pq_stats();   -- or the view: SELECT * FROM pq_stats;
@@ -86,6 +87,7 @@ fn pq_stats(
         name!(in_flight, i64),
         name!(done, i64),
         name!(oldest_ready_age, Option<Interval>),
+        name!(squatted, i64),
     ),
 > {
     let table = QueueTable::resolve(tbl);
@@ -104,6 +106,7 @@ fn pq_stats(
                             count(4),
                             count(5),
                             r.get::<Interval>(6).ok().flatten(),
+                            count(7),
                         )
                     })
                     .collect()

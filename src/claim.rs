@@ -8,6 +8,14 @@
 //! on. The lock lives until our commit or rollback, so no other getter can take the job while
 //! we work it; rollback returns it to the queue. No session-level lock is ever taken, so this
 //! works behind transaction-pooling poolers.
+//!
+//! Advisory locks are only the fast path; the row decides. Any role can take any advisory lock,
+//! so a session could hold a job's key without claiming it ("squatting"). A real claimer
+//! updates the row right after taking the key, so its transaction shows as the row's `xmax`.
+//! When the key is taken but no live transaction is updating the row, the job is claimed
+//! through its row lock instead (`FOR UPDATE SKIP LOCKED`, then the same re-checked update):
+//! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
+//! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
 use crate::table::{QueueTable, Stmt};
 use pgrx::datum::TimestampWithTimeZone;
@@ -21,7 +29,8 @@ use pgrx::PgMemoryContexts;
 pub enum Only<'a> {
     /// Every job (`pq_get`).
     All,
-    /// SQL tasks: functions that are signatures, ending in `)` (`pq_work`).
+    /// SQL tasks: functions that are signatures, ending in `)` (`pq_work`); found by their own
+    /// index, never by walking the queue's other jobs.
     SqlTasks,
     /// Functions with these names (a client worker's handlers).
     AnyOf(&'a [String]),
@@ -31,7 +40,8 @@ impl Only<'_> {
     fn admits(&self, function: Option<&str>) -> bool {
         match (self, function) {
             (Only::All, _) => true,
-            (Only::SqlTasks, Some(f)) => f.ends_with(')'),
+            // Its statement (sql_task_candidates.sql) returns only SQL tasks.
+            (Only::SqlTasks, _) => true,
             (Only::AnyOf(names), Some(f)) => names.iter().any(|n| n == f),
             (_, None) => false,
         }
@@ -74,6 +84,8 @@ pub struct Job {
     pub enqueued_at: TimestampWithTimeZone,
     pub schedule_at: Option<TimestampWithTimeZone>,
     pub expected_at: Option<TimestampWithTimeZone>,
+    /// The role that enqueued the job (see `enqueuer`): the one a task runs as.
+    pub enqueued_by: pg_sys::Oid,
 }
 
 /// Candidates fetched from the cursor per round after the first; small, since each one costs
@@ -95,24 +107,40 @@ pub fn claim(
 ) -> Vec<Job> {
     Spi::connect(|client| {
         let mut jobs = Vec::new();
-        table.with_plan(client, Stmt::Candidates, |candidates| {
+        let stmt = match only {
+            Only::SqlTasks => Stmt::SqlTaskCandidates,
+            _ => Stmt::Candidates,
+        };
+        table.with_plan(client, stmt, |candidates| {
             let mut cursor = client
                 .try_open_cursor(candidates, &[queue.into(), clock().into(), i64::MAX.into()])
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
             let mut want = limit as i64;
             loop {
-                let rows: Vec<(i64, Option<String>)> = cursor
+                let rows: Vec<(i64, Option<String>, pg_sys::TransactionId)> = cursor
                     .fetch(want)
                     .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
                     .map(|row| {
                         let id = row.get::<i64>(1).ok().flatten().expect("id is NOT NULL");
-                        (id, row.get::<String>(2).ok().flatten())
+                        let xmax = row.get::<pg_sys::TransactionId>(3).ok().flatten();
+                        let xmax = xmax.unwrap_or(pg_sys::InvalidTransactionId);
+                        (id, row.get::<String>(2).ok().flatten(), xmax)
                     })
                     .collect();
-                for (id, function) in &rows {
+                for (id, function, xmax) in &rows {
                     let id = *id;
-                    if only.admits(function.as_deref()) && try_lock(table, id) {
-                        if let Some(job) = claim_one(client, table, id, memcx) {
+                    if !only.admits(function.as_deref()) {
+                        continue;
+                    }
+                    let stmt = if try_lock(table, id) {
+                        Some(Stmt::Claim)
+                    } else if !being_claimed(*xmax) {
+                        Some(Stmt::ClaimSquatted)
+                    } else {
+                        None
+                    };
+                    if let Some(stmt) = stmt {
+                        if let Some(job) = claim_one(client, table, stmt, id, memcx) {
                             jobs.push(job);
                             if jobs.len() == limit {
                                 return;
@@ -151,13 +179,23 @@ fn try_lock(table: &QueueTable, id: i64) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether a transaction that is still running is updating or locking the row whose `xmax`
+/// this is: a real claimer. (A multixact id reads as not running, which costs one extra
+/// `SKIP LOCKED` probe, never a wrong claim.)
+fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
+    xmax != pg_sys::InvalidTransactionId && unsafe { pg_sys::TransactionIdIsInProgress(xmax) }
+}
+
+/// Claims job `id` with `stmt` (`Claim` under its advisory lock, `ClaimSquatted` by its row
+/// lock), copying its payload into `memcx`.
 fn claim_one(
     client: &SpiClient<'_>,
     table: &QueueTable,
+    stmt: Stmt,
     id: i64,
     memcx: &mut PgMemoryContexts,
 ) -> Option<Job> {
-    table.with_plan(client, Stmt::Claim, |plan| {
+    table.with_plan(client, stmt, |plan| {
         let rows = client
             .select(plan, None, &[id.into()])
             .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
@@ -179,6 +217,7 @@ fn claim_one(
             enqueued_at: row.get(4).ok().flatten().expect("enqueued_at is NOT NULL"),
             schedule_at: row.get(5).ok().flatten(),
             expected_at: row.get(6).ok().flatten(),
+            enqueued_by: col(7).map_or(pg_sys::Oid::INVALID, |d| pg_sys::Oid::from(d.value() as u32)),
         })
     })
 }

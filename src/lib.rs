@@ -14,10 +14,14 @@
 //! | `wait`     | blocking waits and waking waiters at commit                     |
 //! | `notify`   | `NOTIFY` on the queue's channel                                 |
 //! | `admin`    | `pq_len`, `pq_clear`, `pq_update`, `pq_stats`                   |
+//! | `enqueuer` | the trigger recording who enqueued a job (tasks run as them)    |
 //! | `task`     | task jobs: `pq_put_task`, building a task's function call       |
+//! | `registry` | `pq_register_task`: the only functions tasks may call           |
+//! | `sandbox`  | a task's identity, settings, time limit, leftover locks         |
 //! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
 //! | `worker`   | background workers performing tasks for configured queues      |
 //! | `search_path` | pinning `search_path` around pq's own statements            |
+//! | `subxact`  | subtransactions that catch a task's error                       |
 //! | `error`    | SQLSTATE-carrying errors for bad input                          |
 //!
 //! ```sql
@@ -30,10 +34,13 @@ use pgrx::prelude::*;
 
 mod admin;
 mod claim;
+mod enqueuer;
 mod error;
 mod get;
 mod notify;
 mod put;
+mod registry;
+mod sandbox;
 mod search_path;
 mod subxact;
 mod table;
@@ -46,10 +53,9 @@ mod worker;
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"]);
-// Each upgrade script also ends the install script of its target version, so a fresh install
-// and an upgrade reach the same schema.
-extension_sql_file!("../sql/pq--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
+// The current API, whole: upgrade scripts (sql/pq--A--B.sql) only upgrade, and
+// tests/python/test_upgrade.py checks an upgraded schema equals a fresh install's.
+extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"], finalize);
 
 /// Library load: hook the commit that wakes blocked getters; define the worker GUCs and,
 /// when preloaded, register the background workers.
@@ -57,6 +63,7 @@ extension_sql_file!("../sql/pq--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
 pub extern "C-unwind" fn _PG_init() {
     unsafe { pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut()) };
     notify::init();
+    sandbox::init();
     worker::init();
 }
 

@@ -3,22 +3,43 @@
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-/// Runs `f` in a subtransaction: commits it on success, rolls it back and returns the
-/// error's (SQLSTATE, message) on failure, as PL/pgSQL's `EXCEPTION` block does.
+/// An error caught at the end of a rolled-back subtransaction.
+pub struct Failure {
+    pub sqlstate: String,
+    pub message: String,
+    caught: CaughtError,
+}
+
+impl Failure {
+    /// A statement cancel or timeout (57014): it was meant for the whole statement, not one task.
+    pub fn is_cancel(&self) -> bool {
+        self.sqlstate == "57014"
+    }
+
+    /// Raises the error again, as if it had never been caught.
+    pub fn rethrow(self) -> ! {
+        self.caught.rethrow()
+    }
+}
+
+/// Runs `f` in a subtransaction: commits it on success, rolls it back and returns the error on
+/// failure, as PL/pgSQL's `EXCEPTION` block does. The rollback also restores the current user
+/// and every setting `f` changed.
 ///
 /// ```ignore
-/// if let Some((sqlstate, message)) = subxact::catching(|| run_task()) { /* record it */ }
+/// if let Some(failure) = subxact::catching(|| run_task()) { /* record failure.message */ }
 /// ```
-pub fn catching(
-    f: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
-) -> Option<(String, String)> {
+pub fn catching(f: impl FnOnce()) -> Option<Failure> {
+    // What `f` left half-done is rolled back with the subtransaction: unwinding out of it is safe.
+    let f = std::panic::AssertUnwindSafe(f);
     unsafe {
         let memcx = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(memcx);
-        let result = PgTryBuilder::new(|| {
-            f();
+        let result = PgTryBuilder::new(move || {
+            let f = f;
+            (f.0)();
             None
         })
         .catch_others(|e| {
@@ -26,10 +47,11 @@ pub fn catching(
                 CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
                 CaughtError::RustPanic { ereport, .. } => ereport,
             };
-            Some((
-                sqlstate(report.sql_error_code()),
-                report.message().to_string(),
-            ))
+            Some(Failure {
+                sqlstate: sqlstate(report.sql_error_code()),
+                message: report.message().to_string(),
+                caught: e,
+            })
         })
         .execute();
         if result.is_none() {

@@ -21,7 +21,10 @@ pub enum Stmt {
     Put,
     PutMany,
     Candidates,
+    SqlTaskCandidates,
     Claim,
+    ClaimSquatted,
+    TaskPermit,
     NextDue,
     Len,
     Clear,
@@ -38,7 +41,10 @@ impl Stmt {
             Stmt::Put => include_str!("queries/put.sql"),
             Stmt::PutMany => include_str!("queries/put_many.sql"),
             Stmt::Candidates => include_str!("queries/candidates.sql"),
+            Stmt::SqlTaskCandidates => include_str!("queries/sql_task_candidates.sql"),
             Stmt::Claim => include_str!("queries/claim.sql"),
+            Stmt::ClaimSquatted => include_str!("queries/claim_squatted.sql"),
+            Stmt::TaskPermit => include_str!("queries/task_permit.sql"),
             Stmt::NextDue => include_str!("queries/next_due.sql"),
             Stmt::Len => include_str!("queries/len.sql"),
             Stmt::Clear => include_str!("queries/clear.sql"),
@@ -55,13 +61,14 @@ impl Stmt {
         let oids: &[pg_sys::BuiltinOid] = match self {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
-            Stmt::Candidates => &[TEXTOID, TIMESTAMPTZOID, INT8OID],
+            Stmt::Candidates | Stmt::SqlTaskCandidates => &[TEXTOID, TIMESTAMPTZOID, INT8OID],
+            Stmt::TaskPermit => &[OIDOID, OIDOID],
             Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
             Stmt::Len | Stmt::Clear => &[TEXTOID],
-            Stmt::Claim => &[INT8OID],
+            Stmt::Claim | Stmt::ClaimSquatted => &[INT8OID],
             Stmt::Update => &[TEXTOID, INT8OID, JSONBOID],
             Stmt::Stats => &[OIDOID],
-            Stmt::TaskOutcome => &[INT8OID, JSONBOID, BOOLOID, TIMESTAMPTZOID],
+            Stmt::TaskOutcome => &[INT8OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID],
             Stmt::Requeue | Stmt::JobData => &[INT8OID],
         };
         oids.iter().map(|o| PgOid::BuiltIn(*o)).collect()
@@ -77,6 +84,7 @@ const LAYOUT: &[(&str, pg_sys::BuiltinOid)] = &[
     ("schedule_at", pg_sys::BuiltinOid::TIMESTAMPTZOID),
     ("q_name", pg_sys::BuiltinOid::TEXTOID),
     ("data", pg_sys::BuiltinOid::JSONBOID),
+    ("enqueued_by", pg_sys::BuiltinOid::REGROLEOID),
 ];
 
 /// A checked queue table.
@@ -167,7 +175,10 @@ impl QueueTable {
         let key = (self.oid, stmt);
         let cached = PLANS.with(|p| p.borrow().get(&key).cloned());
         let plan = cached.unwrap_or_else(|| {
-            let sql = stmt.text().replace("{table}", &qualified_name(self.oid));
+            let mut sql = stmt.text().replace("{table}", &qualified_name(self.oid));
+            if sql.contains("{registry}") {
+                sql = sql.replace("{registry}", &crate::registry::registry_name());
+            }
             let plan = client
                 .prepare_mut(sql.as_str(), &stmt.arg_types())
                 .unwrap_or_else(|e| panic!("preparing {stmt:?}: {e}"))

@@ -33,6 +33,9 @@ pub struct Task {
     pub max_retries: i64,
     #[serde(default = "default_retry_in")]
     pub retry_in: String,
+    /// This task's time limit (`"30s"`); without it, `pq.task_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 fn default_retry_in() -> String {
@@ -112,7 +115,12 @@ pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) ->
         casts.push(cast);
     }
     Call {
-        sql: format!("SELECT {name}({})", exprs.join(", ")),
+        // Rows are counted as they come, never kept: a set-returning task cannot fill memory.
+        // Counting the value keeps the planner from dropping a call it thinks has no effect.
+        sql: format!(
+            "SELECT count(r) FROM (SELECT {name}({}) AS r) AS t",
+            exprs.join(", ")
+        ),
         casts_sql: format!(
             "SELECT {}",
             if casts.is_empty() {
@@ -125,7 +133,7 @@ pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) ->
     }
 }
 
-/// Executes `sql` with text arguments.
+/// Executes `sql` with text arguments; returns nothing (a task's result is not kept).
 pub fn run(client: &SpiClient<'_>, sql: &str, args: &[Option<String>]) {
     let args: Vec<_> = args.iter().map(|a| a.as_deref().into()).collect();
     client
@@ -187,13 +195,56 @@ fn resolve_function(name: &str) -> pg_sys::Oid {
         .expect("regproc input never returns NULL")
 }
 
+/// Refuses to enqueue a task the caller could not have run: the function must be registered
+/// (`pq_register_task`) and the caller allowed to execute it. Runs under the pinned path.
+fn check_enqueue(function: pg_sys::Oid) {
+    let row = Spi::get_two_with_args::<bool, bool>(
+        &include_str!("queries/task_enqueue_check.sql")
+            .replace("{registry}", &crate::registry::registry_name()),
+        &[function.into(), unsafe { pg_sys::GetUserId() }.into()],
+    );
+    let (registered, allowed) = match row {
+        Ok((Some(r), Some(a))) => (r, a),
+        other => panic!("checking task function: {other:?}"),
+    };
+    let name = signature(function);
+    if !registered {
+        raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("function {name} is not registered as a task"),
+            &format!("its owner (or a superuser) can register it: SELECT pq_register_task('{name}')"),
+        )
+    }
+    if !allowed {
+        raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to enqueue task {name}: you may not execute it"),
+            "ask for GRANT EXECUTE on the function; a task runs as the role that enqueued it",
+        )
+    }
+}
+
+/// `public.eat(text)`: a function's signature, schema-qualified unless in pg_catalog (printed
+/// under the pinned search_path).
+fn signature(oid: pg_sys::Oid) -> String {
+    unsafe {
+        direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()])
+    }
+    .expect("regprocedure output")
+    .to_string_lossy()
+    .into_owned()
+}
+
 /// Enqueues a task job calling `function` with `args` and `kwargs`, checked now: the
-/// function must exist and every argument convert to its parameter's type. With `external`,
+/// function must be registered (`pq_register_task`), the caller allowed to execute it, and
+/// every argument must convert to its parameter's type. The task will run as the caller. With `external`,
 /// `function` names a client handler (Python's `module.eat`, a Rust task name) and is stored
 /// as given, for a client worker.
 ///
 /// ```sql
+/// SELECT pq_register_task('eat(text)');
 /// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', max_retries => 2, retry_in => '10s');
+/// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', timeout => '30s');
 /// SELECT pq_put_task('py', 'tasks.eat', '["Cox"]', external => true);
 /// ```
 #[pg_extern(sql = false)]
@@ -209,6 +260,7 @@ fn pq_put_task(
     retry_in: Option<&str>,
     tbl: Option<pg_sys::Oid>,
     external: Option<bool>,
+    timeout: Option<&str>,
 ) -> i64 {
     let queue = require_queue(queue);
     let function = require(function, "function", "'eat(text)'");
@@ -238,6 +290,15 @@ fn pq_put_task(
     }
     let retry_in = require(retry_in, "retry_in", "'30s'");
     retry_in.resolve("retry_in"); // checked now, applied at each failure
+    if let Some(t) = timeout {
+        if !matches!(crate::timespec::parse(t), Ok(crate::timespec::Parsed::After(_))) {
+            raise(
+                ERRCODE_INVALID_DATETIME_FORMAT,
+                format!("invalid task timeout {t:?}: not a duration"),
+                "pass a duration such as '30s' or '5m', or leave it out for pq.task_timeout",
+            )
+        }
+    }
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
@@ -248,6 +309,7 @@ fn pq_put_task(
         retried: 0,
         max_retries: max_retries as i64,
         retry_in: retry_in.to_string(),
+        timeout: timeout.map(str::to_string),
     };
     let insert = |task: &Task| {
         let data = JsonB(serde_json::to_value(task).expect("a task serializes"));
@@ -265,14 +327,8 @@ fn pq_put_task(
     }
     let oid = resolve_function(function);
     pinned(|| {
-        // Printed under the pinned path: schema-qualified unless in pg_catalog, `public.eat(text)`.
-        let signature = unsafe {
-            direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()])
-        }
-        .expect("regprocedure output")
-        .to_string_lossy()
-        .into_owned();
-        let task = task(signature);
+        check_enqueue(oid);
+        let task = task(signature(oid));
         Spi::connect(|client| {
             let call = build_call(client, oid, &task);
             // Prepare the call (resolves the function and named arguments) and run the casts.

@@ -1,33 +1,56 @@
 //! Work: performing SQL-function tasks, `pq_work(queue, ...)`.
 //!
 //! Each claimed task job runs in its own subtransaction, so a failing task's writes are rolled
-//! back while the others' are kept. Tasks run with the privileges and the `search_path` of
-//! the caller of `pq_work`, never elevated; the function itself was fixed at enqueue time as a
-//! schema-qualified signature, resolved here under a pinned `search_path`, so no path trick
-//! can redirect it. On failure a job is rescheduled `retry_in` later with `retried + 1` while
-//! `retried < max_retries`, else it is marked failed; either way its error (SQLSTATE,
-//! message, attempt) is appended to `data.errors`, where the `pq_failed` view shows it.
+//! back while the others' are kept. Before anything is called the job must pass the
+//! [`permit`]: its function is registered (`registry`) and the role that enqueued it
+//! (`enqueuer`) may execute it. The task then runs in the [`sandbox`](crate::sandbox): as that
+//! role, from fixed settings, within its time limit. Everything that reads the job's data
+//! happens inside the subtransaction too, so a malformed job (a bad `retry_in`, a number JSON
+//! cannot hold, a payload that is not a task) is recorded as failed, never aborting the run and
+//! never blocking the jobs behind it. On failure a job is rescheduled `retry_in` later with
+//! `retried + 1` while `retried < max_retries`, else it is marked failed; either way its error
+//! (SQLSTATE, message, attempt) is appended to `data.errors`, where `pq_failed` shows it.
 
 use crate::claim::{claim, clock, Job, Only};
 use crate::error::{raise, require_queue};
+use crate::sandbox::{self, Deadline, Locks};
 use crate::search_path::pinned;
-use crate::subxact;
+use crate::subxact::{self, Failure};
 use crate::table::{QueueTable, Stmt};
 use crate::task::{self, Task};
-use crate::timespec::TimeSpec;
-use pgrx::datum::{Interval, JsonB};
+use crate::timespec::{self, Parsed};
+use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
 use pgrx::{PgMemoryContexts, PgSqlErrorCode::*};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::time::Duration;
+
+/// What became of a performed job.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    Done,
+    Retry,
+    Failed,
+}
+
+impl Verdict {
+    /// As `pq_work` reports it: `done`, `retry` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Done => "done",
+            Verdict::Retry => "retry",
+            Verdict::Failed => "failed",
+        }
+    }
+}
 
 /// What happened to one job.
 pub struct Outcome {
     pub id: i64,
     pub function: String,
-    /// `done`, `retry` or `failed`.
-    pub outcome: &'static str,
+    pub outcome: Verdict,
     /// 1 for the first attempt.
     pub attempt: i32,
     pub sqlstate: Option<String>,
@@ -49,9 +72,12 @@ pub struct Options {
 /// let done = work::work(&table, "default", &Options { burst: true, timeout, max_jobs: None });
 /// ```
 pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
-    let mut memcx = PgMemoryContexts::CurrentMemoryContext;
+    // Each job's payload is copied here, out of SPI (whose memory SPI_finish frees before the
+    // task reads it), and freed after the job: a run of big payloads holds one at a time.
+    let mut jobcx = PgMemoryContexts::new("pq job");
     let mut outcomes = Vec::new();
     while opts.max_jobs.is_none_or(|max| outcomes.len() < max) {
+        let mut memcx = PgMemoryContexts::For(jobcx.value());
         let jobs = pinned(|| {
             if opts.burst {
                 claim(table, queue, Only::SqlTasks, 1, &mut memcx)
@@ -70,107 +96,226 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
             break;
         };
         outcomes.push(perform(table, &job));
+        // SAFETY: nothing refers to the job's memory any more.
+        unsafe { jobcx.reset() };
     }
     outcomes
 }
 
-/// Runs one task in a subtransaction and records its outcome.
-fn perform(table: &QueueTable, job: &Job) -> Outcome {
-    let data: Value = unsafe { JsonB::from_datum(job.data.0, false) }
-        .map(|j| j.0)
-        .unwrap_or(Value::Null);
-    let task: Task = match serde_json::from_value(data.clone()) {
-        Ok(t) => t,
-        Err(e) => {
-            // Malformed task data: fail at once, keeping the job for inspection.
-            let t = Task {
-                function: data["function"].to_string(),
-                args: vec![],
-                kwargs: Default::default(),
-                retried: 0,
-                max_retries: 0,
-                retry_in: "30s".into(),
-            };
-            return record(
-                table,
-                job.id,
-                &data,
-                &t,
-                Some(("22023".into(), format!("malformed task data: {e}"))),
-            );
-        }
-    };
-    let error = subxact::catching(|| {
-        let oid = pinned(|| {
-            let name = std::ffi::CString::new(task.function.as_str()).unwrap_or_default();
-            unsafe {
-                direct_function_call::<pg_sys::Oid>(
-                    pg_sys::regprocedurein,
-                    &[name.as_c_str().into_datum()],
-                )
-            }
-            .expect("regprocedure input never returns NULL")
-        });
-        Spi::connect(|client| {
-            let call = pinned(|| task::build_call(client, oid, &task));
-            // The task itself runs in the caller's search_path.
-            task::run(client, &call.sql, &call.args);
-        });
-    });
-    record(table, job.id, &data, &task, error)
+/// Why a job failed, and whether it may be retried.
+struct Error {
+    sqlstate: String,
+    message: String,
+    /// Refused or malformed: retrying cannot help.
+    fatal: bool,
 }
 
-/// Writes the outcome of a performed task to its job.
+impl Error {
+    fn fatal(sqlstate: &str, message: String) -> Error {
+        Error {
+            sqlstate: sqlstate.into(),
+            message,
+            fatal: true,
+        }
+    }
+}
+
+/// Runs one task in a subtransaction and records its outcome.
+fn perform(table: &QueueTable, job: &Job) -> Outcome {
+    let task: RefCell<Option<Task>> = RefCell::new(None);
+    let refused: RefCell<Option<Error>> = RefCell::new(None);
+    let locks = Locks::before();
+    let deadline: RefCell<Option<Deadline>> = RefCell::new(None);
+    let failure = subxact::catching(|| {
+        let parsed: Task = match decode(job.data.0).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+            Ok(t) => t,
+            Err(e) => {
+                *refused.borrow_mut() = Some(Error::fatal("22023", format!("malformed task data: {e}")));
+                return;
+            }
+        };
+        let limit = match parsed.timeout.as_deref().map(duration) {
+            None => sandbox::default_timeout(),
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                *refused.borrow_mut() = Some(Error::fatal("22007", format!("task timeout: {e}")));
+                return;
+            }
+        };
+        *task.borrow_mut() = Some(parsed.clone());
+        let oid = pinned(|| resolve(&parsed.function));
+        if let Err(e) = permit(table, oid, job.enqueued_by, &parsed.function) {
+            *refused.borrow_mut() = Some(e);
+            return;
+        }
+        Spi::connect(|client| {
+            let call = pinned(|| task::build_call(client, oid, &parsed));
+            *deadline.borrow_mut() = Some(Deadline::arm(limit));
+            sandbox::run_as(job.enqueued_by, || task::run(client, &call.sql, &call.args));
+        });
+    });
+    let timed_out = deadline.take().is_some_and(|d| d.expired());
+    locks.release_new();
+    let task = task.take();
+    let error = match (failure, refused.take()) {
+        (Some(f), _) if f.is_cancel() && !timed_out => f.rethrow(),
+        (Some(f), _) => Some(from_failure(f, timed_out, task.as_ref())),
+        (None, refused) => refused,
+    };
+    let function = task.as_ref().map_or_else(|| field(job.data.0, "function"), |t| t.function.clone());
+    record(table, job.id, &function, task.as_ref(), error)
+}
+
+/// A top-level field of a jsonb payload as text, read by PostgreSQL (any payload, no decoding
+/// into Rust): empty when missing or when the payload is not an object.
+fn field(data: pg_sys::Datum, key: &str) -> String {
+    unsafe {
+        direct_function_call::<String>(
+            pg_sys::jsonb_object_field_text,
+            &[Some(data), key.into_datum()],
+        )
+    }
+    .unwrap_or_default()
+}
+
+fn from_failure(f: Failure, timed_out: bool, task: Option<&Task>) -> Error {
+    let message = if timed_out {
+        let limit = task
+            .and_then(|t| t.timeout.clone())
+            .unwrap_or_else(|| format!("{}ms (pq.task_timeout)", sandbox::default_timeout().map_or(0, |d| d.as_millis())));
+        format!("task timed out after {limit}")
+    } else {
+        f.message
+    };
+    Error {
+        sqlstate: f.sqlstate,
+        message,
+        // A task that is not a plain function cannot succeed on retry either.
+        fatal: task.is_none(),
+    }
+}
+
+/// A payload as JSON, or why it cannot be read as a task: a number JSON cannot hold (`1e400`),
+/// nesting deeper than 128 levels.
+fn decode(data: pg_sys::Datum) -> Result<Value, String> {
+    let text = unsafe { direct_function_call::<String>(pg_sys::jsonb_out, &[Some(data)]) }
+        .unwrap_or_default();
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// The oid of a task's function, from the signature stored at enqueue time (resolved under
+/// the pinned search_path, so no caller's path can redirect it).
+fn resolve(signature: &str) -> pg_sys::Oid {
+    let name = std::ffi::CString::new(signature).unwrap_or_default();
+    unsafe {
+        direct_function_call::<pg_sys::Oid>(pg_sys::regprocedurein, &[name.as_c_str().into_datum()])
+    }
+    .expect("regprocedure input never returns NULL")
+}
+
+/// A job may run its task only if the function is registered and the role that enqueued the
+/// job still exists and may execute it. Refusals are 42501 and final.
+fn permit(
+    table: &QueueTable,
+    function: pg_sys::Oid,
+    enqueuer: pg_sys::Oid,
+    name: &str,
+) -> Result<(), Error> {
+    let (registered, role, allowed) = pinned(|| {
+        Spi::connect(|client| {
+            table.with_plan(client, Stmt::TaskPermit, |plan| {
+                let rows = client
+                    .select(plan, None, &[function.into(), enqueuer.into()])
+                    .unwrap_or_else(|e| panic!("checking task {name}: {e}"));
+                let row = rows.first();
+                let col = |i| row.get::<bool>(i).unwrap_or_else(|e| panic!("task permit: {e}"));
+                let role = row.get::<String>(2).unwrap_or_else(|e| panic!("task permit: {e}"));
+                (col(1).unwrap_or(false), role, col(3).unwrap_or(false))
+            })
+        })
+    });
+    let refuse = |message: String| Err(Error::fatal("42501", message));
+    if !registered {
+        return refuse(format!(
+            "function {name} is not registered as a task; its owner can register it with SELECT pq_register_task('{name}')"
+        ));
+    }
+    match role {
+        None => refuse(format!(
+            "task {name} was enqueued by a role that no longer exists (OID {})",
+            enqueuer.to_u32()
+        )),
+        Some(role) if !allowed => refuse(format!(
+            "role {role}, which enqueued this task, may not execute function {name}"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A task's `timeout` or `retry_in`: a duration such as `"30s"`.
+fn duration(spec: &str) -> Result<Duration, String> {
+    match timespec::parse(spec) {
+        Ok(Parsed::After(d)) => Ok(d),
+        _ => Err(format!("{spec:?} is not a duration such as '30s' or '5m'")),
+    }
+}
+
+/// Writes the outcome of a performed task to its job. Works on any payload, even one that is
+/// not a task or not an object: the patch is applied in SQL, not by decoding the payload here.
 fn record(
     table: &QueueTable,
     id: i64,
-    data: &Value,
-    task: &Task,
-    error: Option<(String, String)>,
+    function: &str,
+    task: Option<&Task>,
+    error: Option<Error>,
 ) -> Outcome {
-    let attempt = task.retried + 1;
+    let retried = task.map_or(0, |t| t.retried);
+    let attempt = retried.saturating_add(1);
     let mut outcome = Outcome {
         id,
-        function: task.function.clone(),
-        outcome: "done",
-        attempt: attempt as i32,
+        function: function.to_string(),
+        outcome: Verdict::Done,
+        attempt: attempt.clamp(0, i32::MAX as i64) as i32,
         sqlstate: None,
         message: None,
     };
-    let Some((sqlstate, message)) = error else {
+    let Some(mut error) = error else {
         return outcome;
     };
-    let retry = task.retried < task.max_retries;
-    let mut errors = data
-        .get("errors")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    errors.push(
-        json!({ "attempt": attempt, "sqlstate": sqlstate, "message": message,
-                        "at": clock().to_iso_string() }),
-    );
-    let (patch, due) = if retry {
-        let due = pinned(|| task.retry_in.as_str().resolve("retry_in"));
-        (json!({ "retried": attempt, "errors": errors }), Some(due))
-    } else {
-        (
-            json!({ "errors": errors, "failed_at": clock().to_iso_string() }),
-            None,
-        )
-    };
-    let args = [id.into(), JsonB(patch).into(), retry.into(), due.into()];
+    let mut due = None;
+    if let Some(t) = task.filter(|t| !error.fatal && t.retried < t.max_retries) {
+        match duration(&t.retry_in) {
+            Ok(d) => due = Some(later(d)),
+            Err(e) => error.message = format!("{}; not retried: retry_in {e}", error.message),
+        }
+    }
+    let entry = json!({ "attempt": attempt, "sqlstate": error.sqlstate, "message": error.message,
+                        "at": clock().to_iso_string() });
+    let args = [
+        id.into(),
+        JsonB(entry).into(),
+        due.into(),
+        attempt.into(),
+        clock().into(),
+    ];
     let queue = table
         .one::<String>(Stmt::TaskOutcome, &args)
         .unwrap_or_default();
-    if retry {
+    if due.is_some() {
         // Back in the queue: blocked workers should look again.
         crate::put::announce(table, &queue);
     }
-    outcome.outcome = if retry { "retry" } else { "failed" };
-    outcome.sqlstate = Some(sqlstate);
-    outcome.message = Some(message);
+    outcome.outcome = if due.is_some() { Verdict::Retry } else { Verdict::Failed };
+    outcome.sqlstate = Some(error.sqlstate);
+    outcome.message = Some(error.message);
     outcome
+}
+
+/// The clock plus `d`, saturating at the largest timestamp.
+fn later(d: Duration) -> TimestampWithTimeZone {
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    let at = clock().into_inner().saturating_add(micros).min(9_223_371_331_200_000_000 - 1);
+    TimestampWithTimeZone::try_from(at).unwrap_or_else(|_| clock())
 }
 
 /// Performs ready SQL-function tasks of `queue` in the caller's transaction, one
@@ -229,7 +374,7 @@ fn pq_work(
             (
                 o.id,
                 o.function,
-                o.outcome.to_string(),
+                o.outcome.as_str().to_string(),
                 o.attempt,
                 o.sqlstate,
                 o.message,
@@ -263,19 +408,21 @@ fn pq_task_failed(
             "pass the id of a task job you claimed",
         )
     };
-    let task: Task = serde_json::from_value(data.clone()).unwrap_or_else(|e| {
+    let task: Task = serde_json::from_value(data).unwrap_or_else(|e| {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("job {id} is not a task: {e}"),
             "task jobs look like {\"function\": \"eat\", \"args\": [], ...}",
         )
     });
-    let error = (
-        sqlstate.unwrap_or("P0001").to_string(),
-        message.unwrap_or("").to_string(),
-    );
-    record(&table, id, &data, &task, Some(error))
+    let error = Error {
+        sqlstate: sqlstate.unwrap_or("P0001").to_string(),
+        message: message.unwrap_or("").to_string(),
+        fatal: false,
+    };
+    record(&table, id, &task.function, Some(&task), Some(error))
         .outcome
+        .as_str()
         .to_string()
 }
 

@@ -4,13 +4,19 @@
 //! ```text
 //! pq.worker_queues = 'default,emails'   # queues to work (of the extension's queue table)
 //! pq.worker_database = 'app'            # database the extension is installed in
-//! pq.worker_role = 'pq_worker'          # role tasks run as (required: never a superuser by default)
+//! pq.worker_role = 'pq_worker'          # role the workers connect as (required; not a superuser)
 //! pq.workers_per_queue = 1
 //! ```
 //!
 //! Each worker commits after every job. A task that errors is recorded (see `work`) and the
-//! worker goes on; anything else that errors ends the worker, which the postmaster restarts
-//! after five seconds.
+//! worker goes on. Tasks run as the role that enqueued them (see `sandbox`); the worker role
+//! only claims jobs and records outcomes, so it needs no more than `SELECT, UPDATE` on the
+//! queue table, and a superuser is refused unless `pq.worker_allow_superuser` is on.
+//!
+//! Signals are handled as in any backend (`die`): `pg_ctl stop -m fast` or
+//! `pg_terminate_backend` cancels a running task at its next interrupt check (its
+//! transaction rolls back and the job returns to the queue) and ends the worker with an error
+//! exit, so the postmaster restarts it after five seconds unless the server is shutting down.
 
 use crate::work::{work, Options};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -24,6 +30,7 @@ static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static PER_QUEUE: GucSetting<i32> = GucSetting::<i32>::new(1);
+static ALLOW_SUPERUSER: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// How long a worker waits for a job inside one transaction before committing and looking
 /// again (it wakes at once when a job is put).
@@ -54,8 +61,8 @@ pub fn init() {
     );
     GucRegistry::define_string_guc(
         c"pq.worker_role",
-        c"Role the pq background workers run tasks as.",
-        c"Required for workers to start; tasks get exactly this role's privileges.",
+        c"Role the pq background workers connect as.",
+        c"Required for workers to start. Tasks run as the roles that enqueued them.",
         &ROLE,
         GucContext::Postmaster,
         GucFlags::default(),
@@ -68,6 +75,14 @@ pub fn init() {
         1,
         64,
         GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pq.worker_allow_superuser",
+        c"Lets pq.worker_role be a superuser.",
+        c"Off by default: a worker needs only SELECT and UPDATE on the queue table.",
+        &ALLOW_SUPERUSER,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     let queues = setting(&QUEUES).unwrap_or_default();
@@ -103,22 +118,46 @@ fn setting(g: &GucSetting<Option<CString>>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+// PostgreSQL's SIGTERM handler for backends (tcop/postgres.c). pgrx's binding is a Rust
+// wrapper, not the C function a signal handler must be.
+unsafe extern "C-unwind" {
+    fn die(signal: std::ffi::c_int);
+}
+
 /// A worker's main loop: one job per transaction, until the server stops.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
     let queue = BackgroundWorker::get_extra().to_string();
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    // SIGTERM as in a regular backend: the next CHECK_FOR_INTERRUPTS, inside a task or a
+    // wait, raises FATAL, which rolls the transaction back and exits with an error code.
+    // SAFETY: installing PostgreSQL's own handler for a signal, before any is delivered.
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(die));
+    }
     let database = setting(&DATABASE);
     let role = setting(&ROLE);
     BackgroundWorker::connect_worker_to_spi(database.as_deref(), role.as_deref());
+    if unsafe { pg_sys::superuser() } && !ALLOW_SUPERUSER.get() {
+        log!(
+            "pq worker for queue {queue:?} not started: pq.worker_role {:?} is a superuser; use a role with SELECT, UPDATE on the queue table, or set pq.worker_allow_superuser = on",
+            role.unwrap_or_default()
+        );
+        // Exit code 0: the postmaster does not restart it.
+        return;
+    }
     log!("pq worker for queue {queue:?} started");
     let opts = Options {
         burst: false,
         timeout: WAIT,
         max_jobs: Some(1),
     };
-    while !BackgroundWorker::sigterm_received() {
+    loop {
+        check_for_interrupts!();
         let ready = BackgroundWorker::transaction(|| {
             let table = extension_table();
             if let Some(table) = table {
@@ -128,10 +167,17 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
         });
         if !ready {
             // The extension is not created yet in this database; look again later.
-            BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    5000,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                pg_sys::ResetLatch(pg_sys::MyLatch);
+            }
         }
     }
-    log!("pq worker for queue {queue:?} stopped");
 }
 
 /// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.

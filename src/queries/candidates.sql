@@ -5,13 +5,15 @@
 -- future ones are never visited. Read through a cursor, one candidate at a time.
 -- Also returns each job's task function, which the caller filters on in Rust: a filter here
 -- would be pushed into both arms and, in a generic plan, turn the index scans into seq scans.
-SELECT c.id, c.function
+-- And xmax, which tells a job some transaction is claiming (its row is being updated) from
+-- one whose advisory lock is merely held (see claim.rs).
+SELECT c.id, c.function, c.xmax
 FROM (
-    (SELECT id, expected_at, data->>'function' AS function FROM {table}
+    (SELECT id, expected_at, data->>'function' AS function, xmax FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NULL
      ORDER BY expected_at NULLS LAST, id)
     UNION ALL
-    (SELECT id, expected_at, data->>'function' AS function FROM {table}
+    (SELECT id, expected_at, data->>'function' AS function, xmax FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NOT NULL AND schedule_at <= $2
      ORDER BY expected_at NULLS LAST, id)
 ) AS c

@@ -3,4 +3,4 @@
 UPDATE {table}
 SET dequeued_at = now()
 WHERE id = $1 AND dequeued_at IS NULL
-RETURNING id, data, length(data::text), enqueued_at, schedule_at, expected_at
+RETURNING id, data, length(data::text), enqueued_at, schedule_at, expected_at, enqueued_by

@@ -261,7 +261,7 @@ fn tasks_with_handlers_overrides_and_retries() {
     let explode = tasks.call("explode").max_retries(0).enqueue().unwrap();
     // A SQL task in the same queue is left for pq_work.
     let mut c = connect();
-    c.batch_execute("CREATE OR REPLACE FUNCTION c_noop() RETURNS void LANGUAGE sql AS 'SELECT'")
+    c.batch_execute("CREATE OR REPLACE FUNCTION c_noop() RETURNS void LANGUAGE sql AS 'SELECT'; SELECT pq_register_task('c_noop()')")
         .unwrap();
     let sql_task: i64 = c
         .query_one("SELECT pq_put_task('c_tasks', 'c_noop()')", &[])

@@ -269,6 +269,7 @@ pub mod pg_test {
             "pq.worker_queues = 'bg_tasks'",
             "pq.worker_database = 'pgrx_tests'",
             "pq.worker_role = 'postgres'",
+            "pq.worker_allow_superuser = on",
             "pq.workers_per_queue = 2",
         ]
     }

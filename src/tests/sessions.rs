@@ -342,7 +342,7 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_put('s_bad', '{}', '5m; DROP TABLE queue')", "22007", "DROP TABLE"),
         ("SELECT pq_put('s_bad''; DROP TABLE queue; --', NULL)", "22004", "data must not be NULL"),
         ("SELECT pq_put_task('s_bad', 'no_such_function', '[]')", "42883", "no_such_function"),
-        ("SELECT pq_put_task('s_bad', 'pg_sleep(float8)', '[\"soon\"]')", "22P02", "soon"),
+        ("SELECT pq_put_task('s_bad', 'pg_sleep(float8)', '[\"soon\"]')", "42501", "not registered"),
         ("SELECT pq_put_task('s_bad', 'x.eat(', '[]', external => true)", "22023", "parentheses"),
         ("SELECT pq_put_task('s_bad', NULL, '[]')", "22004", "function must not be NULL"),
         ("SELECT * FROM pq_work('s_bad', max_jobs => 0)", "22023", "got 0"),
@@ -457,7 +457,8 @@ fn create_task_functions(c: &mut Client, suffix: &str) {
            CREATE OR REPLACE FUNCTION eat_{suffix}(kind text) RETURNS void LANGUAGE sql
                AS $$ INSERT INTO eaten_{suffix} (kind) VALUES (kind) $$;
            CREATE OR REPLACE FUNCTION rot_{suffix}(kind text) RETURNS void LANGUAGE plpgsql
-               AS $$ BEGIN RAISE EXCEPTION 'rotten %', kind; END $$;"#
+               AS $$ BEGIN RAISE EXCEPTION 'rotten %', kind; END $$;
+           SELECT pq_register_task('eat_{suffix}(text)'), pq_register_task('rot_{suffix}(text)');"#
     ))
     .unwrap();
 }
@@ -471,6 +472,7 @@ fn the_committing_procedure_commits_after_each_job() {
     c.batch_execute(
         r#"CREATE OR REPLACE FUNCTION slow_loop(n int) RETURNS void LANGUAGE sql
                AS $$ SELECT pg_sleep(0.3); INSERT INTO eaten_loop (kind) VALUES (n::text) $$;
+           SELECT pq_register_task('slow_loop(int)');
            SELECT pq_put_task('s_loop', 'slow_loop(int)', format('[%s]', i)::jsonb) FROM generate_series(1, 5) i;"#,
     )
     .unwrap();

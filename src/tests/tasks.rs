@@ -16,7 +16,8 @@ mod tests {
                    AS $$ INSERT INTO eaten VALUES (kind, current_user) $$;
                CREATE FUNCTION rot(kind text) RETURNS void LANGUAGE plpgsql
                    AS $$ BEGIN INSERT INTO eaten VALUES (kind, 'rot');
-                         RAISE EXCEPTION 'the % is rotten', kind USING ERRCODE = '22012'; END $$;"#,
+                         RAISE EXCEPTION 'the % is rotten', kind USING ERRCODE = '22012'; END $$;
+               SELECT pq_register_task('eat(text)'), pq_register_task('rot(text)');"#,
         )
         .unwrap();
     }
@@ -58,7 +59,8 @@ mod tests {
             r#"CREATE TABLE got (a int, b text, c jsonb, d int[], e text, f bigint, g text[], h boolean);
                CREATE FUNCTION take(a int, b text, c jsonb, d int[], e text DEFAULT 'dflt',
                                     f bigint DEFAULT 0, g text[] DEFAULT '{}', h boolean DEFAULT false)
-               RETURNS void LANGUAGE sql AS $$ INSERT INTO got VALUES (a, b, c, d, e, f, g, h) $$;"#,
+               RETURNS void LANGUAGE sql AS $$ INSERT INTO got VALUES (a, b, c, d, e, f, g, h) $$;
+               SELECT pq_register_task('take(int, text, jsonb, int[], text, bigint, text[], boolean)');"#,
         )
         .unwrap();
         Spi::run(
@@ -94,7 +96,8 @@ mod tests {
             if attempt < 3 {
                 assert_eq!(outcome.as_deref(), Some("retry"));
                 let check = format!(
-                    "SELECT dequeued_at IS NULL AND schedule_at = now() + interval '10 seconds'
+                    "SELECT dequeued_at IS NULL
+                            AND schedule_at BETWEEN now() + interval '10 seconds' AND clock_timestamp() + interval '10 seconds'
                             AND (data->>'retried')::int = {attempt}
                             AND jsonb_array_length(data->'errors') = {attempt}
                      FROM queue WHERE id = {id}"
@@ -190,8 +193,7 @@ mod tests {
             ),
         ];
         for (sql, fragment) in cases {
-            let err =
-                crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|(_, message)| message);
+            let err = crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|f| f.message);
             let msg = err.unwrap_or_else(|| panic!("{sql} was accepted"));
             assert!(msg.contains(fragment), "{sql}: {msg:?} lacks {fragment:?}");
         }
@@ -215,26 +217,35 @@ mod tests {
         );
     }
 
+    /// A task runs as the role that enqueued it, whoever works it: with that role's
+    /// privileges, no more (the worker may be more privileged) and no less.
     #[pg_test]
-    fn tasks_run_as_the_caller_never_elevated() {
+    fn tasks_run_as_their_enqueuer() {
         setup();
         Spi::run(
-            r#"CREATE ROLE t_worker;
+            r#"CREATE ROLE t_worker; CREATE ROLE t_producer;
                GRANT SELECT, UPDATE ON queue TO t_worker;
-               GRANT INSERT ON eaten TO t_worker;
-               CREATE FUNCTION secret() RETURNS void LANGUAGE sql AS $$ SELECT 1 $$;
-               REVOKE EXECUTE ON FUNCTION secret() FROM PUBLIC;
+               GRANT INSERT, SELECT (id) ON queue TO t_producer;
+               GRANT USAGE ON SEQUENCE queue_id_seq TO t_producer;
+               GRANT INSERT ON eaten TO t_producer;
+               CREATE TABLE secrets (s text); INSERT INTO secrets VALUES ('gold');
+               GRANT SELECT ON secrets TO t_worker;
+               CREATE FUNCTION peek() RETURNS void LANGUAGE sql
+                   AS $$ INSERT INTO eaten SELECT s, current_user FROM secrets $$;
+               SELECT pq_register_task('peek()');
+               SET LOCAL ROLE t_producer;
                SELECT pq_put_task('t_priv', 'eat(text)', '["Cox"]');
-               SELECT pq_put_task('t_priv', 'secret()');
-               SET ROLE t_worker;"#,
+               SELECT pq_put_task('t_priv', 'peek()');
+               SET LOCAL ROLE t_worker;"#,
         )
         .unwrap();
         let outcomes = one::<String>("SELECT string_agg(outcome || ':' || coalesce(sqlstate, ''), ',' ORDER BY id) FROM pq_work('t_priv')");
         Spi::run("RESET ROLE").unwrap();
+        // peek() reads secrets, which the worker may read and its producer may not.
         assert_eq!(outcomes.as_deref(), Some("done:,failed:42501"));
         assert_eq!(
-            one::<String>("SELECT who FROM eaten").as_deref(),
-            Some("t_worker")
+            one::<String>("SELECT string_agg(kind || '/' || who, ',') FROM eaten").as_deref(),
+            Some("Cox/t_producer")
         );
     }
 
@@ -262,7 +273,7 @@ mod tests {
     // The grants a producer, a consumer and a worker need (see the README); without them a
     // role gets 42501 and reads nothing.
     fn sqlstate_of(sql: &str) -> Option<String> {
-        crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|(code, _)| code)
+        crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|f| f.sqlstate)
     }
 
     #[pg_test]
@@ -277,6 +288,7 @@ mod tests {
                REVOKE EXECUTE ON FUNCTION t_task(text) FROM PUBLIC;
                GRANT EXECUTE ON FUNCTION t_task(text) TO t_worker;
                GRANT INSERT ON t_done TO t_worker;
+               SELECT pq_register_task('t_task(text)');
                SELECT pq_put_task('t_roles_tasks', 't_task(text)', '["Cox"]');"#,
         )
         .unwrap();
@@ -327,7 +339,7 @@ mod tests {
         assert_eq!(
             done,
             Some(1),
-            "the worker performed the task with its own grants"
+            "the worker performed the task, as its enqueuer"
         );
     }
 }

@@ -1,0 +1,133 @@
+//! Who enqueued a job. Every queue table has an `enqueued_by regrole` column and a
+//! `pq_enqueued_by` trigger (sql/schema.sql) that stamps it with the current role, so a task
+//! runs as, and is checked against, the role that really put it: plain `INSERT`s, Python pq's
+//! `put` and `COPY` included. A producer cannot forge it:
+//!
+//! - an `INSERT` gets the inserting role, whatever it wrote;
+//! - an `UPDATE` that changes what a task runs (`function`, `args`, `kwargs`) or `enqueued_by`
+//!   makes the updating role the enqueuer (so `pq_update` cannot borrow another's identity);
+//!   pq's own updates (claiming, recording an outcome, requeueing) keep it;
+//! - superusers may write any value (a restore with `pg_restore` keeps the original roles).
+//!
+//! The trigger is written in Rust, not PL/pgSQL, so a put pays a few microseconds for it, and
+//! it compares payloads as raw datums: an update that leaves `data` alone never decodes it.
+
+use pgrx::prelude::*;
+
+/// The `pq_stamp_enqueuer()` trigger function, declared in sql/schema.sql.
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_pq_stamp_enqueuer_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// Stamps `enqueued_by` on a row being inserted or updated (a `BEFORE ... FOR EACH ROW`
+/// trigger on every queue table).
+///
+/// ```sql
+/// INSERT INTO queue (q_name, data, enqueued_by) VALUES ('q', '{}', 'postgres');
+/// -- enqueued_by is the inserting role, unless that role is a superuser
+/// ```
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL calls a trigger function with TriggerData as the call context; we
+    // check that before reading it, and read tuples only through the relation's descriptor.
+    unsafe {
+        let context = (*fcinfo).context;
+        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+            pgrx::error!("pq_stamp_enqueuer() is a trigger function");
+        }
+        let td = &*(context as *mut pg_sys::TriggerData);
+        let event = td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+        let is_update = event == pg_sys::TRIGGER_EVENT_UPDATE;
+        let row = if is_update {
+            td.tg_newtuple
+        } else {
+            td.tg_trigtuple
+        };
+        let desc = (*td.tg_relation).rd_att;
+        let by = attnum(desc, c"enqueued_by");
+        let me = pg_sys::GetUserId();
+        let given = get(row, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
+        let keep = if pg_sys::superuser() {
+            given.is_some()
+        } else if is_update {
+            let old = td.tg_trigtuple;
+            let owner_kept = given.is_some() && given == get(old, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
+            owner_kept && same_task(get(old, attnum(desc, c"data"), desc), get(row, attnum(desc, c"data"), desc))
+        } else {
+            given == Some(me)
+        };
+        if keep {
+            return pg_sys::Datum::from(row);
+        }
+        let mut value = pg_sys::Datum::from(me);
+        let mut null = false;
+        let mut column = by;
+        let stamped =
+            pg_sys::heap_modify_tuple_by_cols(row, desc, 1, &mut column, &mut value, &mut null);
+        pg_sys::Datum::from(stamped)
+    }
+}
+
+/// The number of column `name`; a queue table always has it (its layout is checked).
+unsafe fn attnum(desc: pg_sys::TupleDesc, name: &std::ffi::CStr) -> i32 {
+    let n = unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
+    if n <= 0 {
+        pgrx::error!("pq_stamp_enqueuer(): the table has no column {name:?}");
+    }
+    n
+}
+
+unsafe fn get(row: pg_sys::HeapTuple, attnum: i32, desc: pg_sys::TupleDesc) -> Option<pg_sys::Datum> {
+    let mut null = false;
+    let d = unsafe { pg_sys::heap_getattr(row, attnum, desc, &mut null) };
+    (!null).then_some(d)
+}
+
+/// Whether two payloads name the same task: the same `function`, `args` and `kwargs`. An
+/// unchanged payload is the same datum (often the same TOAST pointer) and is never decoded.
+unsafe fn same_task(old: Option<pg_sys::Datum>, new: Option<pg_sys::Datum>) -> bool {
+    let (Some(old), Some(new)) = (old, new) else {
+        return old.is_none() && new.is_none();
+    };
+    if unsafe { same_bytes(old, new) } {
+        return true;
+    }
+    ["function", "args", "kwargs"].iter().all(|key| {
+        let field = |doc: pg_sys::Datum| {
+            // jsonb -> text: NULL for a missing key or a payload that is not an object.
+            let key = pgrx::datum::IntoDatum::into_datum(*key).expect("text");
+            unsafe {
+                pgrx::direct_function_call_as_datum(
+                    pg_sys::jsonb_object_field,
+                    &[Some(doc), Some(key)],
+                )
+            }
+        };
+        match (field(old), field(new)) {
+            (None, None) => true,
+            (Some(a), Some(b)) => unsafe {
+                pgrx::direct_function_call::<bool>(pg_sys::jsonb_eq, &[Some(a), Some(b)])
+                    .unwrap_or(false)
+            },
+            _ => false,
+        }
+    })
+}
+
+/// `datumIsEqual` for a varlena (not in pgrx's bindings): the same bytes, header included. An
+/// unchanged TOASTed payload compares as its TOAST pointer, without being fetched.
+unsafe fn same_bytes(a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
+    unsafe {
+        let (a, b) = (a.cast_mut_ptr::<pg_sys::varlena>(), b.cast_mut_ptr::<pg_sys::varlena>());
+        let (la, lb) = (pgrx::varlena::varsize_any(a), pgrx::varlena::varsize_any(b));
+        la == lb
+            && std::slice::from_raw_parts(a as *const u8, la)
+                == std::slice::from_raw_parts(b as *const u8, lb)
+    }
+}

@@ -1,0 +1,148 @@
+//! The task registry: the only functions a task job may ever call.
+//!
+//! Job data never chooses code that nobody registered (River's rule; Python pq runs only the
+//! handlers its worker registered). A function's owner, or a superuser, registers it with
+//! `pq_register_task('eat(text)')`; `pq_put_task` refuses, and `pq_work` records as failed
+//! with 42501 without calling it, any task naming a function that is not registered, however
+//! the job got into the table. The registry is the table `pq_registered_tasks` (view
+//! `pq_tasks`), writable only by the extension's owner: registering writes it as that owner
+//! once the caller's ownership of the function is checked, as a `SECURITY DEFINER` function
+//! would, but with the check made on the caller's real identity.
+
+use crate::error::{raise, require};
+use crate::search_path::pinned;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+/// The registry table (qualified name) and its owner. Runs under the pinned search_path.
+fn registry() -> (String, pg_sys::Oid) {
+    let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(include_str!("queries/registry.sql"));
+    match row {
+        Ok((Some(oid), Some(owner))) => (crate::table::qualified_name(oid), owner),
+        _ => raise(
+            ERRCODE_UNDEFINED_OBJECT,
+            "the pq extension is not installed in this database".into(),
+            "run CREATE EXTENSION pq",
+        ),
+    }
+}
+
+/// The registry's qualified name, for statements that read it (`{registry}`).
+pub fn registry_name() -> String {
+    registry().0
+}
+
+/// Checks that the current role may (un)register `function`: a plain function it owns. Runs
+/// under the pinned search_path.
+fn check_owner(function: pg_sys::Oid, signature: &str, verb: &str) {
+    let (kind, owner) = Spi::get_two_with_args::<String, pg_sys::Oid>(
+        include_str!("queries/function_owner.sql"),
+        &[function.into()],
+    )
+    .unwrap_or((None, None));
+    let (Some(kind), Some(owner)) = (kind, owner) else {
+        raise(
+            ERRCODE_UNDEFINED_FUNCTION,
+            format!("function with OID {} does not exist", function.to_u32()),
+            "name an existing function, e.g. 'eat(text)'",
+        )
+    };
+    if kind != "f" {
+        raise(
+            ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{signature} is not a plain function (prokind '{kind}'): only functions can be tasks"),
+            "wrap a procedure or aggregate in a function and register that",
+        )
+    }
+    if !unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner) } {
+        raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of function {signature} to {verb} it as a task"),
+            &format!("ask its owner or a superuser to run SELECT pq_{verb}_task('{signature}')"),
+        )
+    }
+}
+
+/// Runs `f` as `owner` (the registry's), as a `SECURITY DEFINER` function runs as its owner:
+/// `SET ROLE` is refused inside, and the previous user is restored after, or by the abort.
+fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let r = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    r
+}
+
+fn signature(function: pg_sys::Oid) -> String {
+    pinned(|| unsafe {
+        pgrx::direct_function_call::<&std::ffi::CStr>(
+            pg_sys::regprocedureout,
+            &[function.into_datum()],
+        )
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+    })
+}
+
+/// Runs the registry statement `sql` (`{registry}` for the table) for `function`; true when it
+/// changed a row.
+fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
+    let (name, owner) = registry();
+    let sql = sql.replace("{registry}", &name);
+    pinned(|| {
+        as_owner(owner, || {
+            Spi::connect_mut(|client| {
+                let mut args = vec![function.into()];
+                if let Some(role) = extra {
+                    args.push(role.into());
+                }
+                client
+                    .update(sql.as_str(), None, &args)
+                    .map(|t| !t.is_empty())
+                    .unwrap_or_else(|e| panic!("task registry: {e}"))
+            })
+        })
+    })
+}
+
+/// Registers `function` as a task: only registered functions ever run as tasks. Allowed to
+/// the function's owner (or a member of the owning role) and to superusers. Returns true when
+/// it was not registered before.
+///
+/// ```sql
+/// SELECT pq_register_task('eat(text)');
+/// SELECT * FROM pq_tasks;
+/// ```
+#[pg_extern(sql = false)]
+fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
+    let function = require(function, "function", "'eat(text)'");
+    pinned(|| {
+        check_owner(function, &signature(function), "register");
+        write(
+            include_str!("queries/registry_add.sql"),
+            function,
+            Some(unsafe { pg_sys::GetUserId() }),
+        )
+    })
+}
+
+/// Unregisters task `function`: jobs still naming it are refused when worked. Allowed to the
+/// function's owner and to superusers. Returns true when it was registered.
+///
+/// ```sql
+/// SELECT pq_unregister_task('eat(text)');
+/// ```
+#[pg_extern(sql = false)]
+fn pq_unregister_task(function: Option<pg_sys::Oid>) -> bool {
+    let function = require(function, "function", "'eat(text)'");
+    pinned(|| {
+        check_owner(function, &signature(function), "unregister");
+        write(include_str!("queries/registry_remove.sql"), function, None)
+    })
+}
