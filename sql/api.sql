@@ -143,6 +143,21 @@ $proc$;
 COMMENT ON PROCEDURE pq_work_loop(text, integer, boolean, interval, regclass) IS
 'Performs tasks, committing after each. Example: CALL pq_work_loop(''default'')';
 
+-- A timestamptz written in job data, or NULL when it is not one: job data comes from producers,
+-- and a bad value must not break the views that show failures.
+CREATE FUNCTION pq_timestamptz(value text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN value::timestamptz;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION pq_timestamptz(text) IS
+'The timestamptz in a text, or NULL if it is not one (for reading job data). Example: SELECT pq_timestamptz(data->>''failed_at'') FROM queue';
+
 CREATE FUNCTION pq_failed(tbl regclass DEFAULT '@extschema@.queue')
 RETURNS TABLE (id bigint, queue text, function text, retried integer, sqlstate text,
                message text, failed_at timestamptz, errors jsonb)
@@ -150,14 +165,17 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text.
+    -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text. Every
+    -- field is read so that no payload a producer wrote can make this fail.
     RETURN QUERY EXECUTE format($q$
-        SELECT q.id, q.q_name, q.data->>'function', (q.data->>'retried')::integer,
+        SELECT q.id, q.q_name, q.data->>'function',
+               CASE WHEN q.data->>'retried' ~ '^-?[0-9]{1,9}$' THEN (q.data->>'retried')::integer END,
                q.data->'errors'->-1->>'sqlstate', q.data->'errors'->-1->>'message',
-               (q.data->>'failed_at')::timestamptz, q.data->'errors'
+               %s.pq_timestamptz(q.data->>'failed_at'),
+               CASE WHEN jsonb_typeof(q.data->'errors') = 'array' THEN q.data->'errors' END
         FROM %s q
         WHERE q.dequeued_at IS NOT NULL AND q.data ? 'failed_at'
-        ORDER BY q.id $q$, tbl);
+        ORDER BY q.id $q$, '@extschema@', tbl);
 END
 $fn$;
 COMMENT ON FUNCTION pq_failed(regclass) IS

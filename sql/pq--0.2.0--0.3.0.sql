@@ -159,3 +159,40 @@ JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.function::pg_catalog
 ORDER BY t.function::pg_catalog.text;
 COMMENT ON VIEW pq_tasks IS 'Functions registered as tasks, with their owner';
 GRANT SELECT ON pq_tasks TO PUBLIC;
+
+-- pq_failed reads job data that producers wrote without failing on any of it.
+-- A timestamptz written in job data, or NULL when it is not one: job data comes from producers,
+-- and a bad value must not break the views that show failures.
+CREATE FUNCTION pq_timestamptz(value text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN value::timestamptz;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION pq_timestamptz(text) IS
+'The timestamptz in a text, or NULL if it is not one (for reading job data). Example: SELECT pq_timestamptz(data->>''failed_at'') FROM queue';
+
+CREATE OR REPLACE FUNCTION pq_failed(tbl regclass DEFAULT '@extschema@.queue')
+RETURNS TABLE (id bigint, queue text, function text, retried integer, sqlstate text,
+               message text, failed_at timestamptz, errors jsonb)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text. Every
+    -- field is read so that no payload a producer wrote can make this fail.
+    RETURN QUERY EXECUTE format($q$
+        SELECT q.id, q.q_name, q.data->>'function',
+               CASE WHEN q.data->>'retried' ~ '^-?[0-9]{1,9}$' THEN (q.data->>'retried')::integer END,
+               q.data->'errors'->-1->>'sqlstate', q.data->'errors'->-1->>'message',
+               %s.pq_timestamptz(q.data->>'failed_at'),
+               CASE WHEN jsonb_typeof(q.data->'errors') = 'array' THEN q.data->'errors' END
+        FROM %s q
+        WHERE q.dequeued_at IS NOT NULL AND q.data ? 'failed_at'
+        ORDER BY q.id $q$, '@extschema@', tbl);
+END
+$fn$;

@@ -198,7 +198,8 @@ fn from_failure(f: Failure, timed_out: bool, task: Option<&Task>) -> Error {
 /// A payload as JSON, or why it cannot be read as a task: a number JSON cannot hold (`1e400`),
 /// nesting deeper than 128 levels.
 fn decode(data: pg_sys::Datum) -> Result<Value, String> {
-    let text = unsafe { direct_function_call::<String>(pg_sys::jsonb_out, &[Some(data)]) }
+    let text = unsafe { direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(data)]) }
+        .map(|t| t.to_string_lossy())
         .unwrap_or_default();
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }

@@ -150,6 +150,16 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
         // Exit code 0: the postmaster does not restart it.
         return;
     }
+    // pg_stat_activity shows which queue a worker serves.
+    let name = CString::new(format!("pq worker {queue}")).unwrap_or_default();
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"application_name".as_ptr(),
+            name.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
+    }
     log!("pq worker for queue {queue:?} started");
     let opts = Options {
         burst: false,

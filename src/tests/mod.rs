@@ -2,6 +2,7 @@
 //! several real connections to the same test cluster, for what one transaction cannot show.
 
 mod client;
+mod security;
 mod sessions;
 mod tasks;
 
@@ -262,11 +263,12 @@ mod tests {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
-    /// Preloaded, with background workers for queue `bg_tasks` (see `sessions`).
+    /// Preloaded, with background workers for queues `bg_tasks` (see `sessions`) and
+    /// `bg_security` (see `security`).
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         vec![
             "shared_preload_libraries = 'pq'",
-            "pq.worker_queues = 'bg_tasks'",
+            "pq.worker_queues = 'bg_tasks,bg_security'",
             "pq.worker_database = 'pgrx_tests'",
             "pq.worker_role = 'postgres'",
             "pq.worker_allow_superuser = on",

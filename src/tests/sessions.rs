@@ -554,7 +554,7 @@ fn background_workers_drain_a_queue_while_jobs_are_put() {
     assert_eq!(failed, 4);
     let workers: i64 = c
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq worker'",
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq worker' AND application_name = 'pq worker bg_tasks'",
             &[],
         )
         .unwrap()

@@ -13,7 +13,7 @@ import pytest
 from soak import connect, soak
 
 PGDATA = os.environ.get("PQ_FAULT_PGDATA")
-PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
+PG_CTL = os.path.join(os.environ.get("PQ_PG_BIN", "/usr/lib/postgresql/15/bin"), "pg_ctl")
 needs_cluster = pytest.mark.skipif(not PGDATA, reason="scripts/test sets PQ_FAULT_PGDATA")
 
 
@@ -126,3 +126,61 @@ def test_immediate_shutdown_loses_no_acknowledged_put_or_get():
 def test_short_soak_consumes_every_job_exactly_once():
     wait_until_up()
     soak(jobs=20_000, producers=8, consumers=8, kill_every=0.3)
+
+
+def restart(**settings):
+    """Restarts the cluster with these settings (ALTER SYSTEM), or with none."""
+    sql("ALTER SYSTEM RESET ALL")
+    for name, value in settings.items():
+        sql(f"ALTER SYSTEM SET {name} = '{value}'")
+    log = os.path.join(os.path.dirname(PGDATA), "log")
+    subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-w", "restart"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until_up()
+
+
+def workers(queue):
+    return sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", f"pq worker {queue}")[0][0]
+
+
+@needs_cluster
+def test_background_workers_refuse_a_superuser_and_stop_fast_mid_task():
+    sql("CREATE EXTENSION IF NOT EXISTS pq")
+    sql("""DO $$ BEGIN CREATE ROLE f_worker LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+           GRANT SELECT, UPDATE ON queue TO f_worker;
+           CREATE OR REPLACE FUNCTION f_nap(s float8) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(s) $$;
+           SELECT pq_register_task('f_nap(float8)')""")
+    base = dict(shared_preload_libraries="pq", **{"pq.worker_queues": "f_stop", "pq.worker_database": "postgres"})
+    try:
+        # A superuser worker role is refused unless explicitly allowed.
+        restart(**base, **{"pq.worker_role": "postgres"})
+        time.sleep(2)
+        assert workers("f_stop") == 0
+        with open(os.path.join(os.path.dirname(PGDATA), "log")) as f:
+            assert "is a superuser" in f.read()
+        restart(**base, **{"pq.worker_role": "postgres", "pq.worker_allow_superuser": "on"})
+        deadline = time.time() + 10
+        while workers("f_stop") != 1:
+            assert time.time() < deadline, "the allowed superuser worker did not start"
+            time.sleep(0.2)
+
+        # A plain role works; a fast shutdown cancels its running task, whose job returns.
+        restart(**base, **{"pq.worker_role": "f_worker"})
+        job = sql("SELECT pq_put_task('f_stop', 'f_nap(float8)', '[600]')")[0][0]
+        deadline = time.time() + 20
+        while not sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pq worker f_stop' "
+                      "AND wait_event = 'PgSleep'")[0][0]:
+            assert time.time() < deadline, "the worker never started the task"
+            time.sleep(0.2)
+        log = os.path.join(os.path.dirname(PGDATA), "log")
+        t0 = time.time()
+        subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-m", "fast", "-w",
+                        "-t", "30", "stop"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert time.time() - t0 < 10, "a running task held up pg_ctl stop -m fast"
+        subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-w", "start"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_up()
+        assert sql("SELECT dequeued_at IS NULL FROM queue WHERE id = %s", job)[0][0]
+    finally:
+        restart()
+        sql("SELECT pq_clear('f_stop')")

@@ -1,9 +1,11 @@
 """Python pq 1.9.1 and the pq extension on one table: both clients put and get, agree on
 scheduling, wake each other, survive Python's create(), and share the task shape."""
 import datetime
+import os
 import threading
 import time
 
+import psycopg2
 import pytest
 from conftest import connect
 
@@ -147,3 +149,31 @@ def test_python_tasks_are_left_alone_by_pq_work(db, sql):
     assert sql("SELECT count(*) FROM pq_work('mixed')")[0][0] == 0
     assert sql("SELECT pq_len('mixed')")[0][0] == 1
     conn.close()
+
+
+def test_python_put_of_task_data_runs_only_registered_tasks_as_the_putter(db, sql):
+    """Python pq's put writes task-shaped JSON with a plain INSERT: the extension stamps the
+    connection's role as the enqueuer, runs only registered functions, and only those that role
+    may execute, as that role."""
+    import uuid
+    from pq import PQ
+    role = "py_producer_" + uuid.uuid4().hex[:6]
+    sql(f"CREATE ROLE {role} LOGIN")
+    sql(f"GRANT INSERT, SELECT ON queue TO {role}; GRANT USAGE ON SEQUENCE queue_id_seq TO {role}")
+    sql("CREATE TABLE log (what text, who text)")
+    sql(f"GRANT INSERT ON log TO {role}")
+    for name in ("ok", "private", "unregistered"):
+        sql(f"CREATE FUNCTION {name}(x text) RETURNS void LANGUAGE sql "
+            f"AS $$ INSERT INTO public.log VALUES ('{name} ' || x, current_user) $$")
+    sql("REVOKE EXECUTE ON FUNCTION private(text) FROM PUBLIC")
+    sql("SELECT pq_register_task('ok(text)'), pq_register_task('private(text)')")
+    conn = psycopg2.connect(dbname=db, host=os.environ["PGHOST"], port=os.environ["PGPORT"], user=role)
+    queue = PQ(conn, table="queue")["py_put_tasks"]
+    for function in ("public.unregistered(text)", "public.private(text)", "public.ok(text)"):
+        queue.put({"function": function, "args": ["py"], "kwargs": {}, "retried": 0,
+                   "max_retries": 0, "retry_in": "30s"})
+    conn.close()
+    assert sql("SELECT DISTINCT enqueued_by::text FROM queue WHERE q_name = 'py_put_tasks'") == [(role,)]
+    outcomes = sql("SELECT outcome, sqlstate FROM pq_work('py_put_tasks') ORDER BY id")
+    assert outcomes == [("failed", "42501"), ("failed", "42501"), ("done", None)]
+    assert sql("SELECT what, who FROM log") == [("ok py", role)]
