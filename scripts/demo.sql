@@ -47,3 +47,23 @@ SELECT id, data FROM pq_get('apples');
 \echo
 \echo '## Stats per queue'
 SELECT * FROM pq_stats;
+
+\echo
+\echo '## Tasks: a registered SQL function, performed by pq_work as the role that enqueued it'
+CREATE TABLE IF NOT EXISTS eaten (kind text, eaten_by text);
+CREATE OR REPLACE FUNCTION eat(kind text) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO eaten VALUES (kind, current_user) $$;
+SELECT pq_register_task('eat(text)');
+SELECT * FROM pq_tasks;
+SELECT pq_put_task('default', 'eat(text)', '["Cox"]', max_retries => 2, retry_in => '10s');
+SELECT id, function, outcome FROM pq_work('default');
+SELECT * FROM eaten;
+\echo 'an unregistered function is refused when enqueued (42501), and never run:'
+DO $$
+BEGIN
+    PERFORM pq_put_task('default', 'pg_terminate_backend(int, bigint)', '[1]');
+    RAISE EXCEPTION 'an unregistered function was accepted';
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'refused: %', SQLERRM;
+END
+$$;

@@ -1,15 +1,26 @@
 //! Blocking waits: a `pq_get` with a timeout sleeps in the server until a job may be ready.
 //!
-//! A waiting backend sleeps on its own latch with a wait event of class `Extension` whose
-//! 16-bit event id is a hash of (table, queue): its "tag". The tag is visible to every backend
-//! in its `PGPROC`, so no shared memory and no `shared_preload_libraries` are needed. A
-//! transaction that put jobs remembers their tags and, right after its commit became visible,
-//! sets the latch of every backend waiting with one of those tags: the waiter wakes within
+//! A waiting backend sleeps on its own latch with a wait event of class `Extension` that
+//! stands for (table, queue): its "tag". The tag is visible to every backend in its `PGPROC`,
+//! so no shared memory of pq's own and no `shared_preload_libraries` are needed. A transaction
+//! that put jobs remembers their tags and, right after its commit became visible, sets the
+//! latch of every backend waiting with one of those tags: the waiter wakes within
 //! milliseconds, re-checks the queue and claims the job. Hash collisions only cause a spurious
-//! re-check. The sleep is also capped at [`POLL_MS`] as a safety net for wake-ups no put
-//! sends: a claimed job returned by a rollback, or a put that commits in the instant between a
-//! waiter's check and its sleep. A waiter whose queue has future jobs sleeps no longer than
-//! until the first of them is due.
+//! re-check.
+//!
+//! - PostgreSQL 15 and 16: the tag's 16-bit event id is a hash of (table, queue), shown in
+//!   `pg_stat_activity` as `Extension`.
+//! - PostgreSQL 17 and 18: extension wait events are names registered in shared memory
+//!   (`WaitEventExtensionNew`, at most 128 per cluster for all extensions), so pq registers
+//!   [`BUCKETS`] names, `PqQueue00` to `PqQueue31`, and hashes (table, queue) to one of them:
+//!   `pg_stat_activity.wait_event` shows a pq wait by name, and a put wakes the waiters of 1/32
+//!   of the queues (spurious re-checks for the others) instead of 1/65536.
+//!
+//! The sleep is also capped at [`POLL_MS`] as a safety net for wake-ups no put sends: a claimed
+//! job returned by a rollback; a put committing while the waiter's own check waited on a lock
+//! or on I/O (any such wait overwrites the advertised tag until the check ends); and a job
+//! put by a prepared transaction, whose `COMMIT PREPARED` may run in another session. A waiter
+//! whose queue has future jobs sleeps no longer than until the first of them is due.
 
 use crate::claim::{claim, clock, Job, Only};
 use crate::table::{QueueTable, Stmt};
@@ -27,6 +38,10 @@ thread_local! {
     static PENDING: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Named wait events on PostgreSQL 17 and 18: (table, queue) hashes to one of these.
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+pub const BUCKETS: u32 = 32;
+
 /// The wait event a waiter on (`table`, `queue`) sleeps under.
 pub fn tag(table: &QueueTable, queue: &str) -> u32 {
     // FNV-1a: stable, tiny, good enough to spread queues over 16 bits.
@@ -40,23 +55,35 @@ pub fn tag(table: &QueueTable, queue: &str) -> u32 {
     {
         h = (h ^ *b as u32).wrapping_mul(0x01000193);
     }
-    event_class() | event_id(h)
+    event(h)
 }
 
 #[cfg(not(any(feature = "pg17", feature = "pg18")))]
-fn event_id(h: u32) -> u32 {
-    (h ^ (h >> 16)) & 0xffff
+fn event(h: u32) -> u32 {
+    pg_sys::PG_WAIT_EXTENSION | ((h ^ (h >> 16)) & 0xffff)
 }
 
-/// PostgreSQL 17 made extension wait event ids names looked up in a registry; an unregistered
-/// id would break `pg_stat_activity`, so every queue shares id 0 there (woken together).
+thread_local! {
+    /// This backend's ids of the registered names, looked up once.
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    static EVENTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// PostgreSQL 17 made extension wait events names registered in shared memory; an id that was
+/// not registered would break `pg_stat_activity`. The first use registers (or finds) all names.
 #[cfg(any(feature = "pg17", feature = "pg18"))]
-fn event_id(_h: u32) -> u32 {
-    0
-}
-
-fn event_class() -> u32 {
-    pg_sys::PG_WAIT_EXTENSION
+fn event(h: u32) -> u32 {
+    EVENTS.with(|e| {
+        let mut e = e.borrow_mut();
+        if e.is_empty() {
+            for i in 0..BUCKETS {
+                let name = std::ffi::CString::new(format!("PqQueue{i:02}")).expect("no NUL");
+                // SAFETY: registers or finds a name in PostgreSQL's shared registry (under its lock).
+                e.push(unsafe { pg_sys::WaitEventExtensionNew(name.as_ptr()) });
+            }
+        }
+        e[(h % BUCKETS) as usize]
+    })
 }
 
 /// Remembers that this transaction put into (`table`, `queue`), to wake its waiters at commit.
@@ -83,7 +110,11 @@ pub unsafe extern "C-unwind" fn on_xact_event(
                 wake(&tags);
             }
         }
-        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+        // A prepared transaction's COMMIT PREPARED may come from any session, later: its
+        // waiters find its jobs by polling. Its tags must not leak into our next transaction.
+        pg_sys::XactEvent::XACT_EVENT_ABORT
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+        | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
             PENDING.with(|p| p.borrow_mut().clear());
         }
         _ => {}
@@ -91,18 +122,28 @@ pub unsafe extern "C-unwind" fn on_xact_event(
 }
 
 /// Sets the latch of every backend sleeping under one of `tags`.
+///
+/// # Safety
+/// Must run in a backend attached to shared memory (any backend after startup).
 unsafe fn wake(tags: &[u32]) {
-    let global = pg_sys::ProcGlobal;
-    if global.is_null() {
-        return;
-    }
-    let procs = std::slice::from_raw_parts_mut((*global).allProcs, (*global).allProcCount as usize);
-    for proc in procs {
-        // Read without a lock, as pg_stat_activity does: a stale value costs one spurious
-        // wake-up or one missed one that the poll cap covers.
-        let info = std::ptr::read_volatile(&proc.wait_event_info);
-        if info != 0 && tags.contains(&info) {
-            pg_sys::SetLatch(&mut proc.procLatch);
+    // SAFETY: ProcGlobal and its allProcs array live in shared memory for the life of the
+    // server; other processes write their entries concurrently, so no Rust reference is ever
+    // made to them: each field is reached through a raw pointer and read volatile.
+    unsafe {
+        let global = pg_sys::ProcGlobal;
+        if global.is_null() {
+            return;
+        }
+        let procs = (*global).allProcs;
+        for i in 0..(*global).allProcCount as usize {
+            let proc = procs.add(i);
+            // Read without a lock, as pg_stat_activity does: a stale value costs one spurious
+            // wake-up or one missed one that the poll cap covers.
+            let info = std::ptr::read_volatile(std::ptr::addr_of!((*proc).wait_event_info));
+            if info != 0 && tags.contains(&info) {
+                // SetLatch is made to be called on another process's latch.
+                pg_sys::SetLatch(std::ptr::addr_of_mut!((*proc).procLatch));
+            }
         }
     }
 }
@@ -124,20 +165,24 @@ pub fn get(
     let tag = tag(table, queue);
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        unsafe {
-            // Advertise the tag before checking, so a put committing during the check wakes us.
-            *pg_sys::my_wait_event_info = tag;
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
+        // Advertise the tag before checking, so that a put committing during the check sets
+        // our latch and the sleep below returns at once. A lock or I/O wait inside the check
+        // overwrites the tag until it ends (the poll cap covers a put in that instant), so it
+        // is advertised again after the check.
+        advertise(tag);
+        // SAFETY: our own latch.
+        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
         let jobs = claim(table, queue, only, limit, memcx);
-        unsafe { *pg_sys::my_wait_event_info = 0 };
         if !jobs.is_empty() {
+            advertise(0);
             return jobs;
         }
+        advertise(tag);
         let mut sleep = Duration::from_millis(POLL_MS);
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                advertise(0);
                 return jobs;
             }
             sleep = sleep.min(left);
@@ -145,7 +190,9 @@ pub fn get(
         if let Some(due) = next_due(table, queue) {
             sleep = sleep.min(due);
         }
+        advertise(0); // WaitLatch advertises it again for the sleep itself
         let ms = sleep.as_millis().max(1) as std::ffi::c_long;
+        // SAFETY: sleeping on our own latch, as any backend does.
         unsafe {
             pg_sys::WaitLatch(
                 pg_sys::MyLatch,
@@ -158,22 +205,17 @@ pub fn get(
     }
 }
 
+/// Shows `tag` (0: none) as this backend's wait event, where wakers look for it.
+fn advertise(tag: u32) {
+    // SAFETY: my_wait_event_info points at this backend's own slot in its PGPROC.
+    unsafe { std::ptr::write_volatile(pg_sys::my_wait_event_info, tag) };
+}
+
 /// How long until the next future job of `queue` is due, if there is one.
 fn next_due(table: &QueueTable, queue: &str) -> Option<Duration> {
-    let at: Option<TimestampWithTimeZone> = Spi::connect(|client| {
-        table.with_plan(client, Stmt::NextDue, |plan| {
-            client
-                .select(plan, None, &[queue.into(), clock().into()])
-                .ok()
-                .and_then(|rows| {
-                    rows.first()
-                        .get_one::<TimestampWithTimeZone>()
-                        .ok()
-                        .flatten()
-                })
-        })
-    });
+    let at = table.one::<TimestampWithTimeZone>(Stmt::NextDue, &[queue.into(), clock().into()]);
     let at = at?.into_inner();
+    // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     Some(Duration::from_micros(at.saturating_sub(now).max(0) as u64))
 }

@@ -129,10 +129,16 @@ def test_short_soak_consumes_every_job_exactly_once():
 
 
 def restart(**settings):
-    """Restarts the cluster with these settings (ALTER SYSTEM), or with none."""
-    sql("ALTER SYSTEM RESET ALL")
-    for name, value in settings.items():
-        sql(f"ALTER SYSTEM SET {name} = '{value}'")
+    """Restarts the cluster with these settings, or with none: a file postgresql.conf includes
+    (ALTER SYSTEM refuses pq.* settings while the library is not preloaded)."""
+    conf = os.path.join(PGDATA, "postgresql.conf")
+    with open(conf) as f:
+        included = "include_if_exists 'pq_faults.conf'" in f.read()
+    if not included:
+        with open(conf, "a") as f:
+            f.write("\ninclude_if_exists 'pq_faults.conf'\n")
+    with open(os.path.join(PGDATA, "pq_faults.conf"), "w") as f:
+        f.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
     log = os.path.join(os.path.dirname(PGDATA), "log")
     subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-w", "restart"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
