@@ -29,7 +29,7 @@ BEGIN
                    ('data', 'jsonb'::regtype))) = 7
     LOOP
         EXECUTE pg_catalog.format($ddl$
-            ALTER TABLE %1$s ADD COLUMN enqueued_by regrole NOT NULL DEFAULT '0';
+            ALTER TABLE %1$s ADD COLUMN enqueued_by regrole NOT NULL DEFAULT 0::oid::regrole;
             ALTER TABLE %1$s ALTER COLUMN enqueued_by DROP DEFAULT;
             CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
                 WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';

@@ -61,7 +61,14 @@ extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"], final
 /// when preloaded, register the background workers.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    unsafe { pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut()) };
+    // SAFETY: registering callbacks once, at library load.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut());
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(table::on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        );
+    }
     notify::init();
     sandbox::init();
     worker::init();

@@ -21,8 +21,8 @@ fn registry() -> (String, pg_sys::Oid) {
         Ok((Some(oid), Some(owner))) => (crate::table::qualified_name(oid), owner),
         _ => raise(
             ERRCODE_UNDEFINED_OBJECT,
-            "the pq extension is not installed in this database".into(),
-            "run CREATE EXTENSION pq",
+            "the pq task registry does not exist in this database".into(),
+            "run CREATE EXTENSION pq, or ALTER EXTENSION pq UPDATE to 0.3.0 or later",
         ),
     }
 }

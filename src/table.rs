@@ -84,21 +84,64 @@ const LAYOUT: &[(&str, pg_sys::BuiltinOid)] = &[
     ("schedule_at", pg_sys::BuiltinOid::TIMESTAMPTZOID),
     ("q_name", pg_sys::BuiltinOid::TEXTOID),
     ("data", pg_sys::BuiltinOid::JSONBOID),
-    ("enqueued_by", pg_sys::BuiltinOid::REGROLEOID),
 ];
+
+/// The type of `column` of table `oid`, if it has one.
+fn column_type(oid: pg_sys::Oid, column: &str) -> Option<pg_sys::Oid> {
+    let cname = std::ffi::CString::new(column).expect("no NUL in a column name");
+    // SAFETY: catalog lookups by OID and name.
+    unsafe {
+        let attnum = pg_sys::get_attnum(oid, cname.as_ptr());
+        (attnum != pg_sys::InvalidAttrNumber as i16).then(|| pg_sys::get_atttype(oid, attnum))
+    }
+}
 
 /// A checked queue table.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueTable {
     pub oid: pg_sys::Oid,
+    /// Whether the table has `enqueued_by` (0.3.0's layout). A table of an older layout, not yet
+    /// upgraded by `ALTER EXTENSION pq UPDATE`, still puts and gets; its task jobs have no known
+    /// enqueuer and are refused.
+    pub has_enqueuer: bool,
 }
 
 thread_local! {
-    /// Tables whose layout was checked in this backend.
-    static CHECKED: RefCell<HashMap<pg_sys::Oid, ()>> = RefCell::new(HashMap::new());
+    /// Tables whose layout was checked in this backend, and whether they have `enqueued_by`.
+    static CHECKED: RefCell<HashMap<pg_sys::Oid, bool>> = RefCell::new(HashMap::new());
     /// Saved plans by (table, statement); plancache replans them when the table changes.
     static PLANS: RefCell<HashMap<(pg_sys::Oid, Stmt), Rc<OwnedPreparedStatement>>> =
         RefCell::new(HashMap::new());
+    /// Tables whose definition changed (renamed, moved, altered, dropped) since their layout
+    /// was checked and their plans were made; `None` in the list: every table.
+    static STALE: RefCell<Vec<Option<pg_sys::Oid>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Relcache invalidation callback, registered in `_PG_init`: the cached layout check and
+/// plans of a table that changed are dropped before its next use. (The plans bake in the
+/// table's qualified name, which a RENAME or SET SCHEMA changes.)
+#[pg_guard]
+pub unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let which = (relid != pg_sys::Oid::INVALID).then_some(relid);
+    STALE.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => s.push(which),
+        Err(_) => {}
+    });
+}
+
+/// Forgets what was cached about the tables that changed.
+fn forget_stale() {
+    let stale = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if stale.is_empty() {
+        return;
+    }
+    let all = stale.contains(&None);
+    let hit = |oid: &pg_sys::Oid| all || stale.contains(&Some(*oid));
+    CHECKED.with(|c| c.borrow_mut().retain(|oid, _| !hit(oid)));
+    PLANS.with(|p| p.borrow_mut().retain(|(oid, _), _| !hit(oid)));
+}
+
+thread_local! {
 }
 
 impl QueueTable {
@@ -109,8 +152,9 @@ impl QueueTable {
     /// ```
     pub fn resolve(oid: Option<pg_sys::Oid>) -> QueueTable {
         let oid = crate::error::require(oid, "tbl", "'queue'::regclass");
-        if CHECKED.with(|c| c.borrow().contains_key(&oid)) {
-            return QueueTable { oid };
+        forget_stale();
+        if let Some(has_enqueuer) = CHECKED.with(|c| c.borrow().get(&oid).copied()) {
+            return QueueTable { oid, has_enqueuer };
         }
         let name = qualified_name(oid);
         let kind = unsafe { pg_sys::get_rel_relkind(oid) } as u8;
@@ -122,13 +166,7 @@ impl QueueTable {
             )
         }
         for (column, ty) in LAYOUT {
-            let cname = std::ffi::CString::new(*column).unwrap();
-            let found = unsafe {
-                let attnum = pg_sys::get_attnum(oid, cname.as_ptr());
-                (attnum != pg_sys::InvalidAttrNumber as i16)
-                    .then(|| pg_sys::get_atttype(oid, attnum))
-            };
-            if found != Some(pg_sys::Oid::from(*ty)) {
+            if column_type(oid, column) != Some(pg_sys::Oid::from(*ty)) {
                 raise(
                     ERRCODE_WRONG_OBJECT_TYPE,
                     format!("{name} is not a pq queue table: it lacks column {column} of the queue layout"),
@@ -136,8 +174,9 @@ impl QueueTable {
                 )
             }
         }
-        CHECKED.with(|c| c.borrow_mut().insert(oid, ()));
-        QueueTable { oid }
+        let has_enqueuer = column_type(oid, "enqueued_by") == Some(pg_sys::REGROLEOID);
+        CHECKED.with(|c| c.borrow_mut().insert(oid, has_enqueuer));
+        QueueTable { oid, has_enqueuer }
     }
 
     /// Runs `stmt` with `args` under the pinned settings, returning the first column of its
@@ -175,7 +214,11 @@ impl QueueTable {
         let key = (self.oid, stmt);
         let cached = PLANS.with(|p| p.borrow().get(&key).cloned());
         let plan = cached.unwrap_or_else(|| {
-            let mut sql = stmt.text().replace("{table}", &qualified_name(self.oid));
+            let enqueued_by = if self.has_enqueuer { "enqueued_by" } else { "'0'::regrole" };
+            let mut sql = stmt
+                .text()
+                .replace("{table}", &qualified_name(self.oid))
+                .replace("{enqueued_by}", enqueued_by);
             if sql.contains("{registry}") {
                 sql = sql.replace("{registry}", &crate::registry::registry_name());
             }

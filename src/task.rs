@@ -260,8 +260,17 @@ fn pq_put_task(
     retry_in: Option<&str>,
     tbl: Option<pg_sys::Oid>,
     external: Option<bool>,
-    timeout: Option<&str>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
+    // `timeout text` (0.3.0) is read by hand: the declarations of 0.1.0 and 0.2.0 call this
+    // symbol with ten arguments until ALTER EXTENSION pq UPDATE.
+    // SAFETY: the argument is read only when the caller passed it.
+    let timeout: Option<String> = unsafe {
+        ((*fcinfo).nargs > 10)
+            .then(|| pgrx::fcinfo::pg_getarg::<String>(fcinfo, 10))
+            .flatten()
+    };
+    let timeout = timeout.as_deref();
     let queue = require_queue(queue);
     let function = require(function, "function", "'eat(text)'");
     let args = match require(args, "args", "'[\"Cox\"]'").0 {

@@ -242,6 +242,9 @@ fn permit(
         ));
     }
     match role {
+        None if enqueuer == pg_sys::Oid::INVALID => refuse(format!(
+            "task {name} has no known enqueuer (queued before pq 0.3.0, or on a table not yet upgraded); an administrator can vouch for it: UPDATE <table> SET enqueued_by = '<role>' WHERE id = <id>"
+        )),
         None => refuse(format!(
             "task {name} was enqueued by a role that no longer exists (OID {})",
             enqueuer.to_u32()

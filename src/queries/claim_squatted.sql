@@ -5,4 +5,4 @@
 UPDATE {table}
 SET dequeued_at = now()
 WHERE id = (SELECT id FROM {table} WHERE id = $1 AND dequeued_at IS NULL FOR UPDATE SKIP LOCKED)
-RETURNING id, data, length(data::text), enqueued_at, schedule_at, expected_at, enqueued_by
+RETURNING id, data, length(data::text), enqueued_at, schedule_at, expected_at, {enqueued_by}

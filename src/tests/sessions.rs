@@ -613,3 +613,26 @@ fn four_sessions_performing_tasks_perform_each_exactly_once() {
         "each task performed exactly once"
     );
 }
+
+/// A session that used a queue table keeps working after the table is renamed or moved to
+/// another schema: its cached plans named the old table.
+#[test]
+fn a_renamed_queue_table_keeps_working_in_the_same_session() {
+    let mut c = connect();
+    c.batch_execute(
+        "DROP TABLE IF EXISTS s_renamed_b; DROP SCHEMA IF EXISTS s_moved CASCADE; CREATE SCHEMA s_moved;
+         SELECT pq_create_table('s_renamed_a');",
+    )
+    .unwrap();
+    c.batch_execute("SELECT pq_put('q', '{}', tbl => 's_renamed_a'); SELECT * FROM pq_get('q', tbl => 's_renamed_a')")
+        .unwrap();
+    c.batch_execute("ALTER TABLE s_renamed_a RENAME TO s_renamed_b").unwrap();
+    c.batch_execute("SELECT pq_put('q', '{}', tbl => 's_renamed_b')").unwrap();
+    c.batch_execute("ALTER TABLE s_renamed_b SET SCHEMA s_moved").unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM pq_get('q', tbl => 's_moved.s_renamed_b')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    c.batch_execute("DROP SCHEMA s_moved CASCADE").unwrap();
+}

@@ -183,7 +183,8 @@ def test_background_workers_refuse_a_superuser_and_stop_fast_mid_task():
         subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-m", "fast", "-w",
                         "-t", "30", "stop"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert time.time() - t0 < 10, "a running task held up pg_ctl stop -m fast"
-        subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-w", "start"],
+        # restart, not start: it starts a stopped server with the options it was started with.
+        subprocess.run(["runuser", "-u", "postgres", "--", PG_CTL, "-D", PGDATA, "-l", log, "-w", "restart"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until_up()
         assert sql("SELECT dequeued_at IS NULL FROM queue WHERE id = %s", job)[0][0]

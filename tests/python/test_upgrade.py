@@ -2,6 +2,7 @@
 check every job is intact, every function works, and the schema equals a fresh install."""
 import uuid
 
+import psycopg2
 import pytest
 from conftest import connect
 
@@ -51,12 +52,20 @@ def test_upgrade_from_the_previous_release_keeps_jobs_and_matches_a_fresh_instal
     assert rows(old, "SELECT extversion FROM pg_extension WHERE extname = 'pq'")[0][0] == PREVIOUS
     rows(old, """CREATE FUNCTION rot(kind text) RETURNS void LANGUAGE plpgsql
                  AS $$ BEGIN RAISE EXCEPTION 'rotten %', kind; END $$""")
+    # The new library serves the old schema until the upgrade: puts and gets work...
     rows(old, """SELECT pq_put('apples', '{"kind": "Cox"}'); SELECT pq_put('apples', '{"kind": "Fuji"}', '1h');
                  SELECT pq_put('apples', '{"kind": "Gala"}', expected_at => '5m');
-                 SELECT * FROM pq_put_many('pears', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[]);
-                 SELECT pq_put_task('tasks', 'rot(text)', '["Bramley"]')""")
-    rows(old, "SELECT * FROM pq_work('tasks')")
+                 SELECT * FROM pq_put_many('pears', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[])""")
     rows(old, "SELECT * FROM pq_get('pears')")
+    # ...but tasks wait for the upgrade (there is no registry yet).
+    with pytest.raises(psycopg2.errors.UndefinedObject, match="ALTER EXTENSION pq UPDATE"):
+        rows(old, """SELECT pq_put_task('tasks', 'rot(text)', '["Bramley"]')""")
+    # A task job that failed under 0.1.0, as 0.1.0 recorded it.
+    rows(old, """INSERT INTO queue (q_name, dequeued_at, data) VALUES ('tasks', now(),
+                 '{"function": "public.rot(text)", "args": ["Bramley"], "kwargs": {}, "retried": 0,
+                   "max_retries": 0, "retry_in": "30s", "failed_at": "2026-11-01T12:00:00+00:00",
+                   "errors": [{"attempt": 1, "sqlstate": "P0001", "message": "rotten Bramley",
+                               "at": "2026-11-01T12:00:00+00:00"}]}')""")
     jobs = "SELECT id, enqueued_at, dequeued_at, expected_at, schedule_at, q_name, data FROM queue ORDER BY id"
     before = rows(old, jobs)
 
