@@ -217,7 +217,9 @@ fn claim_one(
             enqueued_at: row.get(4).ok().flatten().expect("enqueued_at is NOT NULL"),
             schedule_at: row.get(5).ok().flatten(),
             expected_at: row.get(6).ok().flatten(),
-            enqueued_by: col(7).map_or(pg_sys::Oid::INVALID, |d| pg_sys::Oid::from(d.value() as u32)),
+            enqueued_by: col(7).map_or(pg_sys::Oid::INVALID, |d| {
+                pg_sys::Oid::from(d.value() as u32)
+            }),
         })
     })
 }

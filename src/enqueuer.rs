@@ -57,8 +57,13 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
             given.is_some()
         } else if is_update {
             let old = td.tg_trigtuple;
-            let owner_kept = given.is_some() && given == get(old, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
-            owner_kept && same_task(get(old, attnum(desc, c"data"), desc), get(row, attnum(desc, c"data"), desc))
+            let owner_kept = given.is_some()
+                && given == get(old, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
+            owner_kept
+                && same_task(
+                    get(old, attnum(desc, c"data"), desc),
+                    get(row, attnum(desc, c"data"), desc),
+                )
         } else {
             given == Some(me)
         };
@@ -83,7 +88,11 @@ unsafe fn attnum(desc: pg_sys::TupleDesc, name: &std::ffi::CStr) -> i32 {
     n
 }
 
-unsafe fn get(row: pg_sys::HeapTuple, attnum: i32, desc: pg_sys::TupleDesc) -> Option<pg_sys::Datum> {
+unsafe fn get(
+    row: pg_sys::HeapTuple,
+    attnum: i32,
+    desc: pg_sys::TupleDesc,
+) -> Option<pg_sys::Datum> {
     let mut null = false;
     let d = unsafe { pg_sys::heap_getattr(row, attnum, desc, &mut null) };
     (!null).then_some(d)
@@ -124,7 +133,10 @@ unsafe fn same_task(old: Option<pg_sys::Datum>, new: Option<pg_sys::Datum>) -> b
 /// unchanged TOASTed payload compares as its TOAST pointer, without being fetched.
 unsafe fn same_bytes(a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
     unsafe {
-        let (a, b) = (a.cast_mut_ptr::<pg_sys::varlena>(), b.cast_mut_ptr::<pg_sys::varlena>());
+        let (a, b) = (
+            a.cast_mut_ptr::<pg_sys::varlena>(),
+            b.cast_mut_ptr::<pg_sys::varlena>(),
+        );
         let (la, lb) = (pgrx::varlena::varsize_any(a), pgrx::varlena::varsize_any(b));
         la == lb
             && std::slice::from_raw_parts(a as *const u8, la)

@@ -55,7 +55,12 @@ mod worker;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 // The current API, whole: upgrade scripts (sql/pq--A--B.sql) only upgrade, and
 // tests/python/test_upgrade.py checks an upgraded schema equals a fresh install's.
-extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"], finalize);
+extension_sql_file!(
+    "../sql/api.sql",
+    name = "api",
+    requires = ["schema"],
+    finalize
+);
 
 /// Library load: hook the commit that wakes blocked getters; define the worker GUCs and,
 /// when preloaded, register the background workers.

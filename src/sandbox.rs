@@ -51,7 +51,11 @@ pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
         pg_sys::SetUserIdAndSecContext(role, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
         let level = pg_sys::NewGUCNestLevel();
-        set(c"search_path", TASK_SEARCH_PATH, pg_sys::GucContext::PGC_USERSET);
+        set(
+            c"search_path",
+            TASK_SEARCH_PATH,
+            pg_sys::GucContext::PGC_USERSET,
+        );
         level
     };
     let r = f();
@@ -162,7 +166,12 @@ fn advisory_locks() -> Vec<(pg_sys::LOCKTAG, Held)> {
             for mode in [pg_sys::ShareLock as i32, pg_sys::ExclusiveLock as i32] {
                 if lock.holdMask & (1 << mode) != 0 {
                     let key = Held {
-                        tag: [tag.locktag_field1, tag.locktag_field2, tag.locktag_field3, tag.locktag_field4 as u32],
+                        tag: [
+                            tag.locktag_field1,
+                            tag.locktag_field2,
+                            tag.locktag_field3,
+                            tag.locktag_field4 as u32,
+                        ],
                         class: tag.locktag_field4,
                         mode,
                     };
@@ -196,7 +205,11 @@ impl Locks {
         unsafe {
             // LockRelease warns about locks held only at transaction level: not for the log.
             let level = pg_sys::NewGUCNestLevel();
-            set(c"client_min_messages", c"error", pg_sys::GucContext::PGC_SUSET);
+            set(
+                c"client_min_messages",
+                c"error",
+                pg_sys::GucContext::PGC_SUSET,
+            );
             set(c"log_min_messages", c"error", pg_sys::GucContext::PGC_SUSET);
             for (tag, held) in &new {
                 while pg_sys::LockRelease(tag, held.mode, true) {}

@@ -141,8 +141,7 @@ fn forget_stale() {
     PLANS.with(|p| p.borrow_mut().retain(|(oid, _), _| !hit(oid)));
 }
 
-thread_local! {
-}
+thread_local! {}
 
 impl QueueTable {
     /// Checks that `oid` (a `regclass` argument) is a table with the queue layout.
@@ -214,7 +213,11 @@ impl QueueTable {
         let key = (self.oid, stmt);
         let cached = PLANS.with(|p| p.borrow().get(&key).cloned());
         let plan = cached.unwrap_or_else(|| {
-            let enqueued_by = if self.has_enqueuer { "enqueued_by" } else { "'0'::regrole" };
+            let enqueued_by = if self.has_enqueuer {
+                "enqueued_by"
+            } else {
+                "'0'::regrole"
+            };
             let mut sql = stmt
                 .text()
                 .replace("{table}", &qualified_name(self.oid))

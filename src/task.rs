@@ -212,7 +212,9 @@ fn check_enqueue(function: pg_sys::Oid) {
         raise(
             ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("function {name} is not registered as a task"),
-            &format!("its owner (or a superuser) can register it: SELECT pq_register_task('{name}')"),
+            &format!(
+                "its owner (or a superuser) can register it: SELECT pq_register_task('{name}')"
+            ),
         )
     }
     if !allowed {
@@ -227,12 +229,10 @@ fn check_enqueue(function: pg_sys::Oid) {
 /// `public.eat(text)`: a function's signature, schema-qualified unless in pg_catalog (printed
 /// under the pinned search_path).
 fn signature(oid: pg_sys::Oid) -> String {
-    unsafe {
-        direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()])
-    }
-    .expect("regprocedure output")
-    .to_string_lossy()
-    .into_owned()
+    unsafe { direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()]) }
+        .expect("regprocedure output")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Enqueues a task job calling `function` with `args` and `kwargs`, checked now: the
@@ -300,7 +300,10 @@ fn pq_put_task(
     let retry_in = require(retry_in, "retry_in", "'30s'");
     retry_in.resolve("retry_in"); // checked now, applied at each failure
     if let Some(t) = timeout {
-        if !matches!(crate::timespec::parse(t), Ok(crate::timespec::Parsed::After(_))) {
+        if !matches!(
+            crate::timespec::parse(t),
+            Ok(crate::timespec::Parsed::After(_))
+        ) {
             raise(
                 ERRCODE_INVALID_DATETIME_FORMAT,
                 format!("invalid task timeout {t:?}: not a duration"),

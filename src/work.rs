@@ -127,10 +127,13 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
     let locks = Locks::before();
     let deadline: RefCell<Option<Deadline>> = RefCell::new(None);
     let failure = subxact::catching(|| {
-        let parsed: Task = match decode(job.data.0).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+        let parsed: Task = match decode(job.data.0)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        {
             Ok(t) => t,
             Err(e) => {
-                *refused.borrow_mut() = Some(Error::fatal("22023", format!("malformed task data: {e}")));
+                *refused.borrow_mut() =
+                    Some(Error::fatal("22023", format!("malformed task data: {e}")));
                 return;
             }
         };
@@ -162,7 +165,9 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
         (Some(f), _) => Some(from_failure(f, timed_out, task.as_ref())),
         (None, refused) => refused,
     };
-    let function = task.as_ref().map_or_else(|| field(job.data.0, "function"), |t| t.function.clone());
+    let function = task
+        .as_ref()
+        .map_or_else(|| field(job.data.0, "function"), |t| t.function.clone());
     record(table, job.id, &function, task.as_ref(), error)
 }
 
@@ -180,9 +185,12 @@ fn field(data: pg_sys::Datum, key: &str) -> String {
 
 fn from_failure(f: Failure, timed_out: bool, task: Option<&Task>) -> Error {
     let message = if timed_out {
-        let limit = task
-            .and_then(|t| t.timeout.clone())
-            .unwrap_or_else(|| format!("{}ms (pq.task_timeout)", sandbox::default_timeout().map_or(0, |d| d.as_millis())));
+        let limit = task.and_then(|t| t.timeout.clone()).unwrap_or_else(|| {
+            format!(
+                "{}ms (pq.task_timeout)",
+                sandbox::default_timeout().map_or(0, |d| d.as_millis())
+            )
+        });
         format!("task timed out after {limit}")
     } else {
         f.message
@@ -229,8 +237,13 @@ fn permit(
                     .select(plan, None, &[function.into(), enqueuer.into()])
                     .unwrap_or_else(|e| panic!("checking task {name}: {e}"));
                 let row = rows.first();
-                let col = |i| row.get::<bool>(i).unwrap_or_else(|e| panic!("task permit: {e}"));
-                let role = row.get::<String>(2).unwrap_or_else(|e| panic!("task permit: {e}"));
+                let col = |i| {
+                    row.get::<bool>(i)
+                        .unwrap_or_else(|e| panic!("task permit: {e}"))
+                };
+                let role = row
+                    .get::<String>(2)
+                    .unwrap_or_else(|e| panic!("task permit: {e}"));
                 (col(1).unwrap_or(false), role, col(3).unwrap_or(false))
             })
         })
@@ -309,7 +322,11 @@ fn record(
         // Back in the queue: blocked workers should look again.
         crate::put::announce(table, &queue);
     }
-    outcome.outcome = if due.is_some() { Verdict::Retry } else { Verdict::Failed };
+    outcome.outcome = if due.is_some() {
+        Verdict::Retry
+    } else {
+        Verdict::Failed
+    };
     outcome.sqlstate = Some(error.sqlstate);
     outcome.message = Some(error.message);
     outcome
@@ -318,7 +335,10 @@ fn record(
 /// The clock plus `d`, saturating at the largest timestamp.
 fn later(d: Duration) -> TimestampWithTimeZone {
     let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    let at = clock().into_inner().saturating_add(micros).min(9_223_371_331_200_000_000 - 1);
+    let at = clock()
+        .into_inner()
+        .saturating_add(micros)
+        .min(9_223_371_331_200_000_000 - 1);
     TimestampWithTimeZone::try_from(at).unwrap_or_else(|_| clock())
 }
 

@@ -180,7 +180,8 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
             unsafe {
                 pg_sys::WaitLatch(
                     pg_sys::MyLatch,
-                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
+                        as i32,
                     5000,
                     pg_sys::PG_WAIT_EXTENSION,
                 );

@@ -10,7 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn db_error(e: &postgres::Error) -> (String, String, String) {
-    let d = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+    let d = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e}"));
     (
         d.code().code().to_string(),
         d.message().to_string(),
@@ -76,14 +78,23 @@ fn only_registered_tasks_their_enqueuer_may_execute_ever_run() {
 
     // pq_put_task refuses an unregistered function, and one the producer may not execute.
     let e = producer
-        .query_one("SELECT pq_put_task('sec_q', 'sec_unregistered(text)', '[\"x\"]')", &[])
+        .query_one(
+            "SELECT pq_put_task('sec_q', 'sec_unregistered(text)', '[\"x\"]')",
+            &[],
+        )
         .unwrap_err();
     let (code, message, hint) = db_error(&e);
     assert_eq!(code, "42501");
     assert!(message.contains("not registered"), "{message}");
-    assert!(hint.contains("pq_register_task('public.sec_unregistered(text)')"), "{hint}");
+    assert!(
+        hint.contains("pq_register_task('public.sec_unregistered(text)')"),
+        "{hint}"
+    );
     let e = producer
-        .query_one("SELECT pq_put_task('sec_q', 'sec_admin_only(text)', '[\"x\"]')", &[])
+        .query_one(
+            "SELECT pq_put_task('sec_q', 'sec_admin_only(text)', '[\"x\"]')",
+            &[],
+        )
         .unwrap_err();
     assert_eq!(db_error(&e).0, "42501");
 
@@ -97,16 +108,25 @@ fn only_registered_tasks_their_enqueuer_may_execute_ever_run() {
         )
         .unwrap();
     let stamped: Vec<String> = admin
-        .query("SELECT enqueued_by::text FROM queue WHERE q_name = 'sec_q' ORDER BY id", &[])
+        .query(
+            "SELECT enqueued_by::text FROM queue WHERE q_name = 'sec_q' ORDER BY id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(stamped, ["sec_producer"; 3], "the forged enqueuer was overwritten");
+    assert_eq!(
+        stamped, ["sec_producer"; 3],
+        "the forged enqueuer was overwritten"
+    );
 
     // pq_update by another role rewrites a legitimate job to call sec_admin_only.
     let legit: i64 = admin
-        .query_one("SELECT pq_put_task('sec_q', 'sec_eat(text)', '[\"Fuji\"]')", &[])
+        .query_one(
+            "SELECT pq_put_task('sec_q', 'sec_eat(text)', '[\"Fuji\"]')",
+            &[],
+        )
         .unwrap()
         .get(0);
     let mut editor = connect();
@@ -125,8 +145,15 @@ fn only_registered_tasks_their_enqueuer_may_execute_ever_run() {
         .iter()
         .map(|(o, s, _)| format!("{o}:{}", s.as_deref().unwrap_or("")))
         .collect();
-    assert_eq!(codes, ["failed:42501", "failed:42501", "done:", "failed:42501"]);
-    assert!(outcomes[0].2.as_deref().unwrap().contains("pq_register_task"));
+    assert_eq!(
+        codes,
+        ["failed:42501", "failed:42501", "done:", "failed:42501"]
+    );
+    assert!(outcomes[0]
+        .2
+        .as_deref()
+        .unwrap()
+        .contains("pq_register_task"));
     assert!(outcomes[1].2.as_deref().unwrap().contains("sec_producer"));
     assert!(outcomes[3].2.as_deref().unwrap().contains("sec_editor"));
     let log: Vec<(String, String)> = admin
@@ -141,7 +168,13 @@ fn only_registered_tasks_their_enqueuer_may_execute_ever_run() {
         "only the registered, permitted task ran, as its producer"
     );
     // The refusals are final and visible as failures.
-    assert_eq!(count(&mut admin, "SELECT count(*) FROM pq_failed WHERE queue = 'sec_q' AND sqlstate = '42501'"), 3);
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM pq_failed WHERE queue = 'sec_q' AND sqlstate = '42501'"
+        ),
+        3
+    );
 }
 
 /// Only a function's owner (or a superuser) registers or unregisters it; `pq_tasks` lists the
@@ -169,11 +202,21 @@ fn registering_a_task_is_for_its_owner() {
         .unwrap_err();
     let (code, message, _) = db_error(&e);
     assert_eq!(code, "42501");
-    assert!(message.contains("must be owner of function sec_owned.mine(text)"), "{message}");
+    assert!(
+        message.contains("must be owner of function sec_owned.mine(text)"),
+        "{message}"
+    );
     let e = other
-        .query_one("SELECT pq_register_task('pg_terminate_backend(int, bigint)')", &[])
+        .query_one(
+            "SELECT pq_register_task('pg_terminate_backend(int, bigint)')",
+            &[],
+        )
         .unwrap_err();
-    assert_eq!(db_error(&e).0, "42501", "nobody registers functions they do not own");
+    assert_eq!(
+        db_error(&e).0,
+        "42501",
+        "nobody registers functions they do not own"
+    );
 
     let mut owner = connect();
     owner.batch_execute("SET ROLE sec_owner").unwrap();
@@ -212,7 +255,10 @@ fn registering_a_task_is_for_its_owner() {
         .get(0);
     assert!(removed);
     let refused = work(&mut admin, "sec_reg");
-    assert_eq!((refused[0].0.as_str(), refused[0].1.as_deref()), ("failed", Some("42501")));
+    assert_eq!(
+        (refused[0].0.as_str(), refused[0].1.as_deref()),
+        ("failed", Some("42501"))
+    );
     assert_eq!(count(&mut admin, "SELECT count(*) FROM sec_owned.log"), 1);
 }
 
@@ -280,11 +326,20 @@ fn malformed_jobs_fail_and_the_jobs_behind_them_run() {
     .unwrap();
     let outcomes = work(&mut c, "sec_poison");
     let verdicts: Vec<_> = outcomes.iter().map(|o| o.0.as_str()).collect();
-    assert_eq!(verdicts, ["failed", "failed", "failed", "failed", "failed", "failed", "failed", "failed", "done"]);
-    assert!(outcomes[0].2.as_deref().unwrap().contains("retry_in"), "{outcomes:?}");
+    assert_eq!(
+        verdicts,
+        ["failed", "failed", "failed", "failed", "failed", "failed", "failed", "failed", "done"]
+    );
+    assert!(
+        outcomes[0].2.as_deref().unwrap().contains("retry_in"),
+        "{outcomes:?}"
+    );
     assert_eq!(count(&mut c, "SELECT count(*) FROM sec_ran"), 1);
     assert_eq!(
-        count(&mut c, "SELECT count(*) FROM pq_failed WHERE queue = 'sec_poison'"),
+        count(
+            &mut c,
+            "SELECT count(*) FROM pq_failed WHERE queue = 'sec_poison'"
+        ),
         8,
         "every malformed job is kept, failed, with its error"
     );
@@ -318,9 +373,14 @@ fn a_task_leaves_no_settings_or_locks_behind() {
     .unwrap();
     let outcomes = work(&mut c, "sec_side");
     assert_eq!(outcomes[0].0, "done");
-    assert_eq!((outcomes[1].0.as_str(), outcomes[1].1.as_deref()), ("failed", Some("42501")));
+    assert_eq!(
+        (outcomes[1].0.as_str(), outcomes[1].1.as_deref()),
+        ("failed", Some("42501"))
+    );
     assert_eq!(outcomes[2].0, "done");
-    let seen = c.query_one("SELECT path, timeout, app FROM sec_seen", &[]).unwrap();
+    let seen = c
+        .query_one("SELECT path, timeout, app FROM sec_seen", &[])
+        .unwrap();
     assert_eq!(seen.get::<_, String>(0), "\"$user\", public, pg_temp");
     assert_eq!(seen.get::<_, String>(1), "0");
     assert_eq!(seen.get::<_, Option<String>>(2).unwrap_or_default(), "");
@@ -334,7 +394,11 @@ fn a_task_leaves_no_settings_or_locks_behind() {
     assert_eq!(after.get::<_, String>(0), "\"$user\", public");
     assert_eq!(after.get::<_, String>(1), "0");
     assert_eq!(after.get::<_, String>(2), "postgres");
-    assert_eq!(after.get::<_, i64>(3), 0, "the task's session locks were released");
+    assert_eq!(
+        after.get::<_, i64>(3),
+        0,
+        "the task's session locks were released"
+    );
 }
 
 /// A task longer than its timeout is cancelled and recorded (57014); a cancel meant for the
@@ -357,19 +421,28 @@ fn timeouts_cancels_and_set_returning_tasks() {
     assert!(t0.elapsed() < Duration::from_secs(25));
     assert_eq!(outcomes[0].0, "failed");
     assert_eq!(outcomes[0].1.as_deref(), Some("57014"));
-    assert!(outcomes[0].2.as_deref().unwrap().contains("timed out after 300ms"));
+    assert!(outcomes[0]
+        .2
+        .as_deref()
+        .unwrap()
+        .contains("timed out after 300ms"));
     assert_eq!(outcomes[1].0, "done");
 
     c.batch_execute("SET pq.task_timeout = '200ms'; SELECT pq_put_task('sec_time2', 'sec_sleep(float8)', '[30]')")
         .unwrap();
     let outcomes = work(&mut c, "sec_time2");
-    assert!(outcomes[0].2.as_deref().unwrap().contains("timed out"), "{outcomes:?}");
+    assert!(
+        outcomes[0].2.as_deref().unwrap().contains("timed out"),
+        "{outcomes:?}"
+    );
     c.batch_execute("RESET pq.task_timeout").unwrap();
 
     // statement_timeout is the caller's: it ends pq_work, and the job returns to the queue.
     c.batch_execute("SELECT pq_put_task('sec_cancel', 'sec_sleep(float8)', '[30]'); SET statement_timeout = '300ms'")
         .unwrap();
-    let e = c.query("SELECT * FROM pq_work('sec_cancel')", &[]).unwrap_err();
+    let e = c
+        .query("SELECT * FROM pq_work('sec_cancel')", &[])
+        .unwrap_err();
     assert_eq!(db_error(&e).0, "57014");
     c.batch_execute("RESET statement_timeout").unwrap();
     assert_eq!(count(&mut c, "SELECT pq_len('sec_cancel')"), 1);
@@ -392,23 +465,38 @@ fn squatted_lock_keys_hide_no_job() {
         .collect();
     let mut squatter = connect();
     squatter.batch_execute("SET ROLE sec_squatter").unwrap();
-    let table: i32 = c.query_one("SELECT 'queue'::regclass::oid::int", &[]).unwrap().get(0);
+    let table: i32 = c
+        .query_one("SELECT 'queue'::regclass::oid::int", &[])
+        .unwrap()
+        .get(0);
     for id in &ids[..200] {
         squatter
             .execute("SELECT pg_advisory_lock($1, $2)", &[&table, &(*id as i32)])
             .unwrap();
     }
     let stats = c
-        .query_one("SELECT ready, squatted, in_flight FROM pq_stats WHERE queue = 'sec_squat'", &[])
+        .query_one(
+            "SELECT ready, squatted, in_flight FROM pq_stats WHERE queue = 'sec_squat'",
+            &[],
+        )
         .unwrap();
-    assert_eq!((stats.get::<_, i64>(0), stats.get::<_, i64>(1), stats.get::<_, i64>(2)), (200, 200, 0));
+    assert_eq!(
+        (
+            stats.get::<_, i64>(0),
+            stats.get::<_, i64>(1),
+            stats.get::<_, i64>(2)
+        ),
+        (200, 200, 0)
+    );
     let getters: Vec<_> = (0..4)
         .map(|_| {
             thread::spawn(|| {
                 let mut c = connect();
                 let mut got = Vec::new();
                 loop {
-                    let rows = c.query("SELECT id FROM pq_get('sec_squat', batch_size => 3)", &[]).unwrap();
+                    let rows = c
+                        .query("SELECT id FROM pq_get('sec_squat', batch_size => 3)", &[])
+                        .unwrap();
                     if rows.is_empty() {
                         return got;
                     }
@@ -422,7 +510,11 @@ fn squatted_lock_keys_hide_no_job() {
         all.extend(g.join().unwrap());
     }
     let distinct: HashSet<_> = all.iter().collect();
-    assert_eq!((all.len(), distinct.len()), (400, 400), "each job exactly once");
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (400, 400),
+        "each job exactly once"
+    );
     assert_eq!(count(&mut c, "SELECT pq_len('sec_squat')"), 0);
 }
 
@@ -441,10 +533,14 @@ fn sql_tasks_are_found_without_reading_other_jobs() {
     )
     .unwrap();
     let work = |c: &mut Client| -> i64 {
-        count(c, "SELECT count(*) FROM pq_work('sec_mixed', tbl => 'sec_mixed_jobs')")
+        count(
+            c,
+            "SELECT count(*) FROM pq_work('sec_mixed', tbl => 'sec_mixed_jobs')",
+        )
     };
     let read = |c: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
         c.query_one(
             "SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes WHERE indexrelname = 'sec_mixed_jobs_ready_idx'",
             &[],
@@ -456,12 +552,20 @@ fn sql_tasks_are_found_without_reading_other_jobs() {
     let before = read(&mut watcher);
     assert_eq!(work(&mut c), 1);
     assert_eq!(work(&mut c), 0);
-    c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    c.batch_execute("SELECT pg_stat_force_next_flush()")
+        .unwrap();
     thread::sleep(Duration::from_millis(200));
-    watcher.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
+    watcher
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .unwrap();
     let after = read(&mut watcher);
-    assert!(after - before < 100, "pq_work read {} entries of the ready index", after - before);
-    c.batch_execute("SELECT pq_clear('sec_mixed', 'sec_mixed_jobs')").unwrap();
+    assert!(
+        after - before < 100,
+        "pq_work read {} entries of the ready index",
+        after - before
+    );
+    c.batch_execute("SELECT pq_clear('sec_mixed', 'sec_mixed_jobs')")
+        .unwrap();
 }
 
 /// The background workers of `bg_security` (see `pg_test`): big payloads reach their task,
@@ -502,13 +606,23 @@ fn background_workers_survive_big_payloads_poison_locks_and_termination() {
         0,
     );
     assert_eq!(count(&mut c, "SELECT count(*) FROM sec_bg WHERE ok"), 4);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM pq_failed WHERE queue = 'bg_security'"), 2);
     assert_eq!(
-        count(&mut c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 515151"),
+        count(
+            &mut c,
+            "SELECT count(*) FROM pq_failed WHERE queue = 'bg_security'"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 515151"
+        ),
         0,
         "the task's session lock was released"
     );
-    let workers = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pq worker bg_security'";
+    let workers =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pq worker bg_security'";
     wait_for(&mut c, workers, 2);
     c.batch_execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pq worker bg_security'",

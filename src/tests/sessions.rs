@@ -626,11 +626,17 @@ fn a_renamed_queue_table_keeps_working_in_the_same_session() {
     .unwrap();
     c.batch_execute("SELECT pq_put('q', '{}', tbl => 's_renamed_a'); SELECT * FROM pq_get('q', tbl => 's_renamed_a')")
         .unwrap();
-    c.batch_execute("ALTER TABLE s_renamed_a RENAME TO s_renamed_b").unwrap();
-    c.batch_execute("SELECT pq_put('q', '{}', tbl => 's_renamed_b')").unwrap();
-    c.batch_execute("ALTER TABLE s_renamed_b SET SCHEMA s_moved").unwrap();
+    c.batch_execute("ALTER TABLE s_renamed_a RENAME TO s_renamed_b")
+        .unwrap();
+    c.batch_execute("SELECT pq_put('q', '{}', tbl => 's_renamed_b')")
+        .unwrap();
+    c.batch_execute("ALTER TABLE s_renamed_b SET SCHEMA s_moved")
+        .unwrap();
     let n: i64 = c
-        .query_one("SELECT count(*) FROM pq_get('q', tbl => 's_moved.s_renamed_b')", &[])
+        .query_one(
+            "SELECT count(*) FROM pq_get('q', tbl => 's_moved.s_renamed_b')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
