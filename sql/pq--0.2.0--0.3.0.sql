@@ -35,7 +35,7 @@ BEGIN
                 WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
             CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
                 WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
-            CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by ON %1$s
+            CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at ON %1$s
                 FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
             $ddl$, t.tbl, t.relname || '_sql_tasks_idx', t.relname || '_sql_tasks_scheduled_idx');
     END LOOP;
@@ -95,7 +95,7 @@ BEGIN
             WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
         CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
             WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
-        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by ON %1$s
+        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at ON %1$s
             FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
         $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx',
            relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx');

@@ -2,8 +2,8 @@
 -- user adds with pq_create_table() are made by the same function.
 
 -- pq_stamp_enqueuer(): the trigger that records who enqueued a job (src/enqueuer.rs). A
--- producer cannot forge enqueued_by: inserts, and updates that change what a task runs
--- (function, args, kwargs), are stamped with the current role, whatever they wrote.
+-- producer cannot forge enqueued_by: inserts, and updates that change data or enqueued_by or
+-- put a consumed job back, are stamped with the current role, whatever they wrote.
 CREATE FUNCTION pq_stamp_enqueuer() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'pq_stamp_enqueuer_wrapper';
 
@@ -63,7 +63,7 @@ BEGIN
             WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
         CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
             WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
-        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by ON %1$s
+        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at ON %1$s
             FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
         $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx',
            relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx');

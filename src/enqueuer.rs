@@ -4,15 +4,36 @@
 //! `put` and `COPY` included. A producer cannot forge it:
 //!
 //! - an `INSERT` gets the inserting role, whatever it wrote;
-//! - an `UPDATE` that changes what a task runs (`function`, `args`, `kwargs`) or `enqueued_by`
-//!   makes the updating role the enqueuer (so `pq_update` cannot borrow another's identity);
-//!   pq's own updates (claiming, recording an outcome, requeueing) keep it;
+//! - an `UPDATE` that changes `data` or `enqueued_by`, or puts a consumed job back
+//!   (`dequeued_at` to NULL), makes the updating role the enqueuer: nobody can replay, retune
+//!   or rewrite another role's task and have it run as that role. Only pq's own updates
+//!   (claiming, recording an outcome, requeueing a failed task; see [`as_pq`]) keep it;
 //! - superusers may write any value (a restore with `pg_restore` keeps the original roles).
 //!
 //! The trigger is written in Rust, not PL/pgSQL, so a put pays a few microseconds for it, and
 //! it compares payloads as raw datums: an update that leaves `data` alone never decodes it.
 
 use pgrx::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    /// Set while one of pq's own enqueuer-keeping statements runs in this backend.
+    static PQ_WRITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, one of pq's own writes that keep a job's enqueuer (claim, outcome, requeue).
+pub fn as_pq<R>(f: impl FnOnce() -> R) -> R {
+    let before = PQ_WRITING.with(|w| w.replace(true));
+    // Reset on unwind too: a failed statement must not leave later writes trusted.
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PQ_WRITING.with(|w| w.set(self.0));
+        }
+    }
+    let _reset = Reset(before);
+    f()
+}
 
 /// The `pq_stamp_enqueuer()` trigger function, declared in sql/schema.sql.
 #[unsafe(no_mangle)]
@@ -55,15 +76,16 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
         let given = get(row, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
         let keep = if pg_sys::superuser() {
             given.is_some()
+        } else if is_update && PQ_WRITING.with(|w| w.get()) {
+            true
         } else if is_update {
             let old = td.tg_trigtuple;
+            let data = attnum(desc, c"data");
+            let dequeued = attnum(desc, c"dequeued_at");
             let owner_kept = given.is_some()
                 && given == get(old, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
-            owner_kept
-                && same_task(
-                    get(old, attnum(desc, c"data"), desc),
-                    get(row, attnum(desc, c"data"), desc),
-                )
+            let requeued = get(old, dequeued, desc).is_some() && get(row, dequeued, desc).is_none();
+            owner_kept && !requeued && same_data(get(old, data, desc), get(row, data, desc))
         } else {
             given == Some(me)
         };
@@ -98,35 +120,12 @@ unsafe fn get(
     (!null).then_some(d)
 }
 
-/// Whether two payloads name the same task: the same `function`, `args` and `kwargs`. An
-/// unchanged payload is the same datum (often the same TOAST pointer) and is never decoded.
-unsafe fn same_task(old: Option<pg_sys::Datum>, new: Option<pg_sys::Datum>) -> bool {
-    let (Some(old), Some(new)) = (old, new) else {
-        return old.is_none() && new.is_none();
-    };
-    if unsafe { same_bytes(old, new) } {
-        return true;
+/// Whether a payload is unchanged: the same datum (often the same TOAST pointer), never decoded.
+unsafe fn same_data(old: Option<pg_sys::Datum>, new: Option<pg_sys::Datum>) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => unsafe { same_bytes(old, new) },
+        (old, new) => old.is_none() && new.is_none(),
     }
-    ["function", "args", "kwargs"].iter().all(|key| {
-        let field = |doc: pg_sys::Datum| {
-            // jsonb -> text: NULL for a missing key or a payload that is not an object.
-            let key = pgrx::datum::IntoDatum::into_datum(*key).expect("text");
-            unsafe {
-                pgrx::direct_function_call_as_datum(
-                    pg_sys::jsonb_object_field,
-                    &[Some(doc), Some(key)],
-                )
-            }
-        };
-        match (field(old), field(new)) {
-            (None, None) => true,
-            (Some(a), Some(b)) => unsafe {
-                pgrx::direct_function_call::<bool>(pg_sys::jsonb_eq, &[Some(a), Some(b)])
-                    .unwrap_or(false)
-            },
-            _ => false,
-        }
-    })
 }
 
 /// `datumIsEqual` for a varlena (not in pgrx's bindings): the same bytes, header included. An

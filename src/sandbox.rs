@@ -2,8 +2,9 @@
 //! time limit, leaving nothing behind.
 //!
 //! - **Identity.** The task runs as its job's `enqueued_by` (see `enqueuer`), as a
-//!   `SECURITY DEFINER` function runs as its owner: `SET ROLE` and `SET SESSION AUTHORIZATION`
-//!   are refused inside, and the caller's identity comes back afterwards. So a job can do
+//!   `SECURITY DEFINER` function runs as its owner, and as a security-restricted operation:
+//!   `SET ROLE`, `SET SESSION AUTHORIZATION` and temporary objects are refused inside, and the
+//!   caller's identity comes back afterwards. So a job can do
 //!   exactly what its enqueuer could have done by calling the function itself, whoever works it.
 //! - **Settings.** Each task starts with `search_path = "$user", public, pg_temp` (no caller's
 //!   path can redirect the names in its body) on top of the worker's other settings, and every
@@ -49,7 +50,15 @@ pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     // SAFETY: plain calls into PostgreSQL's user-id and GUC machinery, paired below.
     let level = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(role, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        // A security-restricted operation, as PostgreSQL runs index functions during
+        // maintenance: besides SET ROLE, it refuses temporary objects, which would outlive the
+        // task in the caller's session and could shadow its tables.
+        pg_sys::SetUserIdAndSecContext(
+            role,
+            context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
         let level = pg_sys::NewGUCNestLevel();
         set(
             c"search_path",

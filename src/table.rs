@@ -36,6 +36,15 @@ pub enum Stmt {
 }
 
 impl Stmt {
+    /// pq's own writes that keep a job's enqueuer (see `enqueuer`): claiming, recording a
+    /// task's outcome, requeueing a failed task. Every other write is the writer's own.
+    fn keeps_enqueuer(self) -> bool {
+        matches!(
+            self,
+            Stmt::Claim | Stmt::ClaimSquatted | Stmt::TaskOutcome | Stmt::Requeue
+        )
+    }
+
     fn text(self) -> &'static str {
         match self {
             Stmt::Put => include_str!("queries/put.sql"),
@@ -62,7 +71,7 @@ impl Stmt {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::Candidates | Stmt::SqlTaskCandidates => &[TEXTOID, TIMESTAMPTZOID, INT8OID],
-            Stmt::TaskPermit => &[OIDOID, OIDOID],
+            Stmt::TaskPermit => &[OIDOID, OIDOID, OIDOID],
             Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
             Stmt::Len | Stmt::Clear => &[TEXTOID],
             Stmt::Claim | Stmt::ClaimSquatted => &[INT8OID],
@@ -233,7 +242,11 @@ impl QueueTable {
             PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
             plan
         });
-        f(&plan)
+        if stmt.keeps_enqueuer() {
+            crate::enqueuer::as_pq(|| f(&plan))
+        } else {
+            f(&plan)
+        }
     }
 }
 

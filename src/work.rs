@@ -146,15 +146,27 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
             }
         };
         *task.borrow_mut() = Some(parsed.clone());
-        let oid = pinned(|| resolve(&parsed.function));
-        if let Err(e) = permit(table, oid, job.enqueued_by, &parsed.function) {
-            *refused.borrow_mut() = Some(e);
-            return;
-        }
-        Spi::connect(|client| {
-            let call = pinned(|| task::build_call(client, oid, &parsed));
-            *deadline.borrow_mut() = Some(Deadline::arm(limit));
-            sandbox::run_as(job.enqueued_by, || task::run(client, &call.sql, &call.args));
+        // Everything from here runs as the enqueuer: even looking up the function's name.
+        sandbox::run_as(job.enqueued_by, || {
+            let oid = pinned(|| resolve(&parsed.function));
+            if let Err(e) = permit(table, oid, job.enqueued_by, &parsed.function) {
+                *refused.borrow_mut() = Some(e);
+                return;
+            }
+            Spi::connect(|client| {
+                let call = pinned(|| task::build_call(client, oid, &parsed));
+                *deadline.borrow_mut() = Some(Deadline::arm(limit));
+                task::run(client, &call.sql, &call.args);
+            });
+            // A task that swallowed its cancel and ran on past its limit does not count as
+            // done: raising here rolls back everything it did.
+            if deadline.borrow().as_ref().is_some_and(|d| d.expired()) {
+                raise(
+                    ERRCODE_QUERY_CANCELED,
+                    "task ran past its time limit".into(),
+                    "a task must not catch query_canceled; raise the limit with timeout => '...'",
+                )
+            }
         });
     });
     let timed_out = deadline.take().is_some_and(|d| d.expired());
@@ -230,11 +242,15 @@ fn permit(
     enqueuer: pg_sys::Oid,
     name: &str,
 ) -> Result<(), Error> {
-    let (registered, role, allowed) = pinned(|| {
+    let (registered, role, allowed, vouched) = pinned(|| {
         Spi::connect(|client| {
             table.with_plan(client, Stmt::TaskPermit, |plan| {
                 let rows = client
-                    .select(plan, None, &[function.into(), enqueuer.into()])
+                    .select(
+                        plan,
+                        None,
+                        &[function.into(), enqueuer.into(), table.oid.into()],
+                    )
                     .unwrap_or_else(|e| panic!("checking task {name}: {e}"));
                 let row = rows.first();
                 let col = |i| {
@@ -244,7 +260,12 @@ fn permit(
                 let role = row
                     .get::<String>(2)
                     .unwrap_or_else(|e| panic!("task permit: {e}"));
-                (col(1).unwrap_or(false), role, col(3).unwrap_or(false))
+                (
+                    col(1).unwrap_or(false),
+                    role,
+                    col(3).unwrap_or(false),
+                    col(4).unwrap_or(false),
+                )
             })
         })
     });
@@ -264,6 +285,9 @@ fn permit(
         )),
         Some(role) if !allowed => refuse(format!(
             "role {role}, which enqueued this task, may not execute function {name}"
+        )),
+        Some(role) if !vouched => refuse(format!(
+            "the queue table cannot vouch that role {role} enqueued task {name}: its owner may write enqueued_by at will (or its pq_enqueued_by trigger is disabled)"
         )),
         Some(_) => Ok(()),
     }

@@ -635,3 +635,141 @@ fn background_workers_survive_big_payloads_poison_locks_and_termination() {
         .unwrap();
     wait_for(&mut c, "SELECT count(*) FROM sec_bg WHERE n = 5", 1);
 }
+
+/// What a review found after the first round, each a test: a table its owner controls cannot
+/// vouch for another role; a task cannot plant temporary objects in the caller's session; a
+/// consumer cannot replay another role's done task as that role; a task that swallows its
+/// cancel and overruns is not done; a task's function is looked up as its enqueuer.
+#[test]
+fn owned_tables_temp_objects_replays_and_overruns_are_refused() {
+    let mut admin = connect();
+    role(&mut admin, "sec_mallory", "producer");
+    role(&mut admin, "sec_cons", "consumer");
+    admin
+        .batch_execute(
+            r#"CREATE SCHEMA IF NOT EXISTS sec_mal AUTHORIZATION sec_mallory;
+               CREATE TABLE IF NOT EXISTS sec_paid (who text);
+               GRANT INSERT ON sec_paid TO sec_mallory;
+               CREATE OR REPLACE FUNCTION sec_pay() RETURNS void LANGUAGE sql
+                   AS $$ INSERT INTO public.sec_paid VALUES (current_user) $$;
+               REVOKE EXECUTE ON FUNCTION sec_pay() FROM PUBLIC;
+               SELECT pq_register_task('sec_pay()');
+               SET ROLE sec_mallory;
+               CREATE OR REPLACE FUNCTION sec_mal.pwn() RETURNS void LANGUAGE sql
+                   AS $$ INSERT INTO public.sec_paid VALUES ('pwned by ' || current_user) $$;
+               CREATE OR REPLACE FUNCTION sec_mal.plant() RETURNS void LANGUAGE plpgsql
+                   AS $$ BEGIN CREATE TEMP VIEW sec_planted AS SELECT 1 AS x; END $$;
+               CREATE OR REPLACE FUNCTION sec_mal.stubborn() RETURNS void LANGUAGE plpgsql AS $$
+                   DECLARE t0 timestamptz := clock_timestamp(); BEGIN
+                   WHILE clock_timestamp() < t0 + interval '1.5 s' LOOP
+                       BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END;
+                   END LOOP; INSERT INTO public.sec_paid VALUES ('stubborn'); END $$;
+               SELECT pq_register_task('sec_mal.pwn()'), pq_register_task('sec_mal.plant()'),
+                      pq_register_task('sec_mal.stubborn()');
+               RESET ROLE;"#,
+        )
+        .unwrap();
+    let mut mallory = connect();
+    mallory.batch_execute("SET ROLE sec_mallory").unwrap();
+    // Her own table, claiming postgres enqueued the job: a temp table, and pq's own layout
+    // with its trigger disabled.
+    mallory
+        .batch_execute(
+            r#"CREATE TEMP TABLE sec_q (id bigserial PRIMARY KEY, enqueued_at timestamptz NOT NULL DEFAULT now(),
+                   dequeued_at timestamptz, expected_at timestamptz, schedule_at timestamptz,
+                   q_name text NOT NULL, data jsonb NOT NULL, enqueued_by regrole NOT NULL);
+               INSERT INTO sec_q (q_name, data, enqueued_by) VALUES ('x', '{"function": "sec_mal.pwn()"}', 'postgres');
+               SELECT pq_create_table('sec_mal.q2') WHERE to_regclass('sec_mal.q2') IS NULL;
+               ALTER TABLE sec_mal.q2 DISABLE TRIGGER pq_enqueued_by;
+               INSERT INTO sec_mal.q2 (q_name, data, enqueued_by) VALUES ('x', '{"function": "sec_mal.pwn()"}', 'postgres');"#,
+        )
+        .unwrap();
+    for tbl in ["pg_temp.sec_q", "sec_mal.q2"] {
+        let row = mallory
+            .query_one(
+                "SELECT outcome, sqlstate, message FROM pq_work('x', tbl => $1::text::regclass)",
+                &[&tbl],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "failed", "{tbl}");
+        assert_eq!(row.get::<_, String>(1), "42501", "{tbl}");
+        assert!(row.get::<_, String>(2).contains("cannot vouch"), "{tbl}");
+    }
+
+    // A task cannot leave temporary objects in the session that works it.
+    mallory
+        .batch_execute("SELECT pq_put_task('sec_plant', 'sec_mal.plant()')")
+        .unwrap();
+    let planted = work(&mut admin, "sec_plant");
+    assert_eq!(
+        (planted[0].0.as_str(), planted[0].1.as_deref()),
+        ("failed", Some("42501"))
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM pg_class WHERE relname = 'sec_planted'"
+        ),
+        0
+    );
+
+    // A consumer puts back a done task that postgres enqueued: it now runs as the consumer.
+    admin
+        .batch_execute("SELECT pq_put_task('sec_replay', 'sec_pay()')")
+        .unwrap();
+    assert_eq!(work(&mut admin, "sec_replay")[0].0, "done");
+    let mut cons = connect();
+    cons.batch_execute(
+        r#"SET ROLE sec_cons;
+           UPDATE queue SET dequeued_at = NULL WHERE q_name = 'sec_replay';"#,
+    )
+    .unwrap();
+    let replay = work(&mut admin, "sec_replay");
+    assert_eq!(
+        (replay[0].0.as_str(), replay[0].1.as_deref()),
+        ("failed", Some("42501"))
+    );
+    assert!(replay[0].2.as_deref().unwrap().contains("sec_cons"));
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM sec_paid WHERE who = 'postgres'"
+        ),
+        1
+    );
+
+    // Swallowing the cancel does not let a task overrun its limit and count as done.
+    mallory
+        .batch_execute(
+            "SELECT pq_put_task('sec_overrun', 'sec_mal.stubborn()', timeout => '300ms')",
+        )
+        .unwrap();
+    let overrun = work(&mut admin, "sec_overrun");
+    assert_eq!(
+        (overrun[0].0.as_str(), overrun[0].1.as_deref()),
+        ("failed", Some("57014"))
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM sec_paid WHERE who = 'stubborn'"
+        ),
+        0
+    );
+
+    // The function is found as its enqueuer: sec_cons has no USAGE on schema sec_mal.
+    mallory
+        .batch_execute("SELECT pq_put_task('sec_lookup', 'sec_mal.pwn()')")
+        .unwrap();
+    let mut worker = connect();
+    worker.batch_execute("SET ROLE sec_cons").unwrap();
+    let looked = work(&mut worker, "sec_lookup");
+    assert_eq!(looked[0].0, "done", "{looked:?}");
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM sec_paid WHERE who = 'pwned by sec_mallory'"
+        ),
+        1
+    );
+}

@@ -326,7 +326,8 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ),
         ("SELECT pq_create_table('')", "22023", "empty"),
         // Schema qualification, other users' tables, and PostgreSQL's own limits.
-        ("SELECT pq_put('s_bad', '{}', tbl => 'nosuch.queue')", "3F000", "nosuch"),
+        // PostgreSQL 16 made regclass input of an unknown schema 42P01 (15: 3F000).
+        ("SELECT pq_put('s_bad', '{}', tbl => 'nosuch.queue')", if cfg!(feature = "pg15") { "3F000" } else { "42P01" }, "nosuch"),
         ("SELECT pq_put('s_bad', '{}', tbl => 'pg_catalog.queue')", "42P01", "pg_catalog.queue"),
         ("SELECT pq_put('s_bad', '{}', tbl => 's_private_jobs')", "42501", "s_private_jobs"),
         ("SELECT * FROM pq_get('s_bad', tbl => 's_private_jobs')", "42501", "s_private_jobs"),
@@ -641,4 +642,43 @@ fn a_renamed_queue_table_keeps_working_in_the_same_session() {
         .get(0);
     assert_eq!(n, 1);
     c.batch_execute("DROP SCHEMA s_moved CASCADE").unwrap();
+}
+
+/// A blocked getter shows a pq wait event in pg_stat_activity: `Extension` on PostgreSQL 15
+/// and 16, a registered name `PqQueueNN` on 17 and 18.
+#[test]
+fn a_blocked_get_shows_its_wait_event() {
+    let mut waiter = connect();
+    let pid: i32 = waiter
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let getter = thread::spawn(move || {
+        waiter
+            .query("SELECT * FROM pq_get('s_wait_event', '3s')", &[])
+            .unwrap()
+            .len()
+    });
+    let mut c = connect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = None;
+    while Instant::now() < deadline && seen.is_none() {
+        seen = c
+            .query_one(
+                "SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Extension'",
+                &[&pid],
+            )
+            .ok()
+            .map(|r| r.get::<_, String>(0));
+        thread::sleep(Duration::from_millis(20));
+    }
+    c.execute("SELECT pq_put('s_wait_event', '{}')", &[])
+        .unwrap();
+    assert_eq!(getter.join().unwrap(), 1);
+    let seen = seen.expect("the getter waited under an Extension wait event");
+    if cfg!(any(feature = "pg17", feature = "pg18")) {
+        assert!(seen.starts_with("Extension/PqQueue"), "{seen}");
+    } else {
+        assert_eq!(seen, "Extension/Extension");
+    }
 }
