@@ -90,7 +90,7 @@ ensure_debs() {
 # when already done.
 ensure_deps() {
     ensure_debs postgresql-15 postgresql-server-dev-15 postgresql-client-15 libclang-dev clang \
-                sudo pkg-config make gcc
+                sudo pkg-config make gcc pgbouncer
     if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
         say "installing cargo-pgrx $PGRX_VERSION (about 4 minutes, once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
@@ -242,5 +242,43 @@ ensure_venv() {
         say "creating the Python virtualenv (pq 1.9.1, psycopg2, pytest, matplotlib)"
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q pq==1.9.1 psycopg2-binary pytest matplotlib
+    fi
+}
+
+# start_pgbouncer: a PgBouncer (Debian's) in front of the cluster start_cluster started, in
+# transaction pooling mode with a small pool, on a free port on loopback, as `postgres`. Sets
+# PGBOUNCER_PORT. stop_pgbouncer ends it.
+start_pgbouncer() {
+    local dir=$CLUSTER_DIR i
+    PGBOUNCER_PORT=$(free_port)
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$dir port=$PGPORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/pgbouncer.users
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+    echo '"postgres" ""' >"$dir/pgbouncer.users"
+    as_root chown postgres "$dir/pgbouncer.ini" "$dir/pgbouncer.users"
+    as_root runuser -u postgres -- /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini"
+    for i in $(seq 50); do
+        "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" -c 'SELECT 1' >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "PgBouncer did not start (see $dir/pgbouncer.log)"
+}
+
+stop_pgbouncer() {
+    if [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/pgbouncer.pid" ]; then
+        as_root kill "$(cat "$CLUSTER_DIR/pgbouncer.pid")" 2>/dev/null || true
     fi
 }

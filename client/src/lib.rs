@@ -37,7 +37,7 @@ mod transaction;
 
 pub use error::{Error, Result};
 pub use job::Job;
-pub use queue::{Iter, Put, Queue};
+pub use queue::{sql, Iter, Put, Queue};
 pub use task::{Call, TaskCall, TaskOptions, Tasks};
 pub use timespec::When;
 pub use transaction::Tx;
@@ -155,13 +155,16 @@ impl Pq {
     /// # Ok::<(), pq_client::Error>(())
     /// ```
     pub fn create(&self) -> Result<()> {
+        use postgres::types::Type;
         let mut c = self.conn()?;
-        c.batch_execute("CREATE EXTENSION IF NOT EXISTS pq")?;
-        let missing: bool = c
-            .query_one("SELECT to_regclass($1) IS NULL", &[&self.inner.table])?
-            .get(0);
+        c.batch_execute(queue::sql::CREATE_EXTENSION)?;
+        let table = [(
+            &self.inner.table as &(dyn postgres::types::ToSql + Sync),
+            Type::TEXT,
+        )];
+        let missing: bool = c.query_typed(queue::sql::TABLE_MISSING, &table)?[0].get(0);
         if missing {
-            c.execute("SELECT pq_create_table($1)", &[&self.inner.table])?;
+            c.query_typed(queue::sql::CREATE_TABLE, &table)?;
         }
         Ok(())
     }

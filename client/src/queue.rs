@@ -1,6 +1,7 @@
 //! Queues: put, get, iteration. Each call is one call of the extension's SQL function.
 
 use crate::{Job, Pq, Result, Tx, When};
+use postgres::types::Type;
 use postgres::GenericClient;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -8,15 +9,37 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 /// The SQL this client runs, once each: calls of the extension's functions, with the table
-/// passed as text and resolved by the server as `regclass`.
-pub(crate) mod sql {
+/// passed as text and resolved by the server as `regclass`. Every statement is sent with its
+/// parameter types (`query_typed`): one unnamed statement in one round trip, which a
+/// transaction-pooling PgBouncer can route (named prepared statements break there).
+/// ```
+/// assert!(pq_client::sql::PUT.starts_with("SELECT pq_put("));
+/// ```
+pub mod sql {
+    /// Enqueue one job: `pq_put(queue, data, schedule_at, expected_at, tbl)`.
     pub const PUT: &str = "SELECT pq_put($1, $2, $3, $4, $5::text::regclass)";
+    /// Enqueue many jobs in one statement; ids in order.
     pub const PUT_MANY: &str = "SELECT * FROM pq_put_many($1, $2, $3, $4, $5::text::regclass)";
+    /// Claim one job, waiting up to `$2` seconds in the server.
     pub const GET: &str = "SELECT id, data, size, enqueued_at, schedule_at, expected_at \
                            FROM pq_get($1, make_interval(secs => $2), 1, $3::text::regclass, $4)";
+    /// Ready jobs of a queue.
     pub const LEN: &str = "SELECT pq_len($1, $2::text::regclass)";
+    /// Delete every job of a queue.
     pub const CLEAR: &str = "SELECT pq_clear($1, $2::text::regclass)";
+    /// Record a client task's failure (retry or fail it).
     pub const TASK_FAILED: &str = "SELECT pq_task_failed($1, $2, $3, $4::text::regclass)";
+    /// Install the extension if needed.
+    pub const CREATE_EXTENSION: &str = "CREATE EXTENSION IF NOT EXISTS pq";
+    /// Whether a queue table is missing.
+    pub const TABLE_MISSING: &str = "SELECT to_regclass($1) IS NULL";
+    /// Create a queue table.
+    pub const CREATE_TABLE: &str = "SELECT pq_create_table($1)";
+    /// Perform SQL tasks, committing after each (the CLI's `work`).
+    pub const WORK_LOOP: &str = "CALL pq_work_loop($1, NULL, $2, '60s', $3::text::regclass)";
+    /// Per-queue counts (the CLI's `stats`).
+    pub const STATS: &str = "SELECT queue, ready, scheduled, in_flight, done, \
+                             coalesce(oldest_ready_age::text, '') FROM pq_stats($1::text::regclass)";
 }
 
 /// How long `get` blocks by default, as Python pq's.
@@ -124,9 +147,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .map(serde_json::to_value)
             .collect::<Result<Vec<Value>, _>>()?;
         let (s, e) = opts.specs();
-        let rows = self.pq.conn()?.query(
+        let table = self.pq.table_name();
+        let rows = self.pq.conn()?.query_typed(
             sql::PUT_MANY,
-            &[&self.name, &values, &s, &e, &self.pq.table_name()],
+            &[
+                (&self.name, Type::TEXT),
+                (&values, Type::JSONB_ARRAY),
+                (&s, Type::TEXT),
+                (&e, Type::TEXT),
+                (&table, Type::TEXT),
+            ],
         )?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -173,8 +203,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(self
             .pq
             .conn()?
-            .query_one(sql::LEN, &[&self.name, &self.pq.table_name()])?
-            .get(0))
+            .query_typed(
+                sql::LEN,
+                &[
+                    (&self.name, Type::TEXT),
+                    (&self.pq.table_name(), Type::TEXT),
+                ],
+            )?
+            .first()
+            .map_or(0, |r| r.get(0)))
     }
 
     /// True when no job is ready.
@@ -187,8 +224,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(self
             .pq
             .conn()?
-            .query_one(sql::CLEAR, &[&self.name, &self.pq.table_name()])?
-            .get(0))
+            .query_typed(
+                sql::CLEAR,
+                &[
+                    (&self.name, Type::TEXT),
+                    (&self.pq.table_name(), Type::TEXT),
+                ],
+            )?
+            .first()
+            .map_or(0, |r| r.get(0)))
     }
 
     /// Runs `f` in one transaction (Python's `with queue as cursor`): a job taken with
@@ -229,10 +273,21 @@ pub(crate) fn put<T: Serialize>(
 ) -> Result<i64> {
     let data = serde_json::to_value(data)?;
     let (s, e) = opts.specs();
-    Ok(
-        c.query_one(sql::PUT, &[&q.name, &data, &s, &e, &q.pq.table_name()])?
-            .get(0),
-    )
+    let table = q.pq.table_name();
+    let rows = c.query_typed(
+        sql::PUT,
+        &[
+            (&q.name, Type::TEXT),
+            (&data, Type::JSONB),
+            (&s, Type::TEXT),
+            (&e, Type::TEXT),
+            (&table, Type::TEXT),
+        ],
+    )?;
+    Ok(rows
+        .first()
+        .map(|r| r.get(0))
+        .expect("pq_put returns the id"))
 }
 
 /// Claims one job on any client or transaction; `functions` restricts it to task handlers.
@@ -244,7 +299,16 @@ pub(crate) fn get<T>(
 ) -> Result<Option<Job<T>>> {
     let secs = timeout.as_secs_f64();
     let functions = functions.map(|f| f.to_vec());
-    let rows = c.query(sql::GET, &[&q.name, &secs, &q.pq.table_name(), &functions])?;
+    let table = q.pq.table_name();
+    let rows = c.query_typed(
+        sql::GET,
+        &[
+            (&q.name, Type::TEXT),
+            (&secs, Type::FLOAT8),
+            (&table, Type::TEXT),
+            (&functions, Type::TEXT_ARRAY),
+        ],
+    )?;
     Ok(rows.first().map(Job::from_row))
 }
 

@@ -192,9 +192,15 @@ impl Tasks {
             None => Err(format!("no handler named {function:?}")),
         };
         if let Err(message) = outcome {
-            tx.query_one(
+            let table = self.queue.pq.table_name();
+            tx.query_typed(
                 sql::TASK_FAILED,
-                &[&job.id, &"P0001", &message, &self.queue.pq.table_name()],
+                &[
+                    (&job.id, postgres::types::Type::INT8),
+                    (&"P0001", postgres::types::Type::TEXT),
+                    (&message, postgres::types::Type::TEXT),
+                    (&table, postgres::types::Type::TEXT),
+                ],
             )?;
         }
         tx.commit()?;

@@ -8,6 +8,7 @@
 //! ```
 
 use clap::{Parser, Subcommand};
+use postgres::types::Type;
 use pq_client::{Pq, Put};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -98,9 +99,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             // Burst: until nothing is ready. Otherwise forever: each CALL waits in the server
             // up to a minute for a next job and returns when none came.
             let mut c = pq.conn()?;
-            let sql = "CALL pq_work_loop($1, NULL, $2, '60s', $3::text::regclass)";
+            let table = pq.table_name();
             loop {
-                c.execute(sql, &[&queue, &burst, &pq.table_name()])?;
+                c.query_typed(
+                    pq_client::sql::WORK_LOOP,
+                    &[
+                        (&queue, Type::TEXT),
+                        (&burst, Type::BOOL),
+                        (&table, Type::TEXT),
+                    ],
+                )?;
                 if burst {
                     break;
                 }
@@ -112,10 +120,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "{:<24} {:>8} {:>10} {:>10} {:>10} {:>16}",
                 "queue", "ready", "scheduled", "in_flight", "done", "oldest_ready_age"
             );
-            for r in c.query(
-                "SELECT queue, ready, scheduled, in_flight, done, coalesce(oldest_ready_age::text, '') FROM pq_stats($1::text::regclass)",
-                &[&pq.table_name()],
-            )? {
+            for r in c.query_typed(pq_client::sql::STATS, &[(&pq.table_name(), Type::TEXT)])? {
                 let (q, a, b, f, d, age): (String, i64, i64, i64, i64, String) =
                     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
                 println!("{q:<24} {a:>8} {b:>10} {f:>10} {d:>10} {age:>16}");
