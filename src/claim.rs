@@ -88,6 +88,11 @@ pub struct Job {
     pub enqueued_by: pg_sys::Oid,
 }
 
+/// Most jobs one call may claim: each holds an advisory lock until its transaction ends, and
+/// the shared lock table is finite (`max_locks_per_transaction` × connections, 6,400 by
+/// default), so a bigger claim could exhaust it and roll back all its work.
+pub const MAX_CLAIMS: usize = 1000;
+
 /// Candidates fetched from the cursor per round after the first; small, since each one costs
 /// a lock attempt only when reached.
 const MORE_CANDIDATES: i64 = 16;

@@ -44,6 +44,14 @@ fn pq_get(
 > {
     let queue = require_queue(queue);
     let limit = match batch_size {
+        Some(n) if n as usize > crate::claim::MAX_CLAIMS => raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "batch_size must be at most {}, got {n}",
+                crate::claim::MAX_CLAIMS
+            ),
+            "each claimed job holds a lock until commit: take at most 1000 per transaction",
+        ),
         Some(n) if n >= 1 => n as usize,
         other => raise(
             ERRCODE_INVALID_PARAMETER_VALUE,

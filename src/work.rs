@@ -102,6 +102,11 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
     outcomes
 }
 
+/// SQLSTATEs pq records for jobs it refuses or cannot read.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+const INVALID_PARAMETER_VALUE: &str = "22023";
+const INVALID_DATETIME_FORMAT: &str = "22007";
+
 /// Why a job failed, and whether it may be retried.
 struct Error {
     sqlstate: String,
@@ -132,8 +137,10 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
         {
             Ok(t) => t,
             Err(e) => {
-                *refused.borrow_mut() =
-                    Some(Error::fatal("22023", format!("malformed task data: {e}")));
+                *refused.borrow_mut() = Some(Error::fatal(
+                    INVALID_PARAMETER_VALUE,
+                    format!("malformed task data: {e}"),
+                ));
                 return;
             }
         };
@@ -141,7 +148,10 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
             None => sandbox::default_timeout(),
             Some(Ok(d)) => Some(d),
             Some(Err(e)) => {
-                *refused.borrow_mut() = Some(Error::fatal("22007", format!("task timeout: {e}")));
+                *refused.borrow_mut() = Some(Error::fatal(
+                    INVALID_DATETIME_FORMAT,
+                    format!("task timeout: {e}"),
+                ));
                 return;
             }
         };
@@ -269,7 +279,7 @@ fn permit(
             })
         })
     });
-    let refuse = |message: String| Err(Error::fatal("42501", message));
+    let refuse = |message: String| Err(Error::fatal(INSUFFICIENT_PRIVILEGE, message));
     if !registered {
         return refuse(format!(
             "function {name} is not registered as a task; its owner can register it with SELECT pq_register_task('{name}')"
@@ -407,14 +417,25 @@ fn pq_work(
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("max_jobs must be at least 1, got {n}"),
-            "pass a count such as 100, or leave it out for no limit",
+            "pass a count such as 100, or leave it out for up to 1000",
+        )
+    }
+    if let Some(n) = max_jobs.filter(|n| *n as usize > crate::claim::MAX_CLAIMS) {
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "max_jobs must be at most {}, got {n}",
+                crate::claim::MAX_CLAIMS
+            ),
+            "each job holds a lock until commit: use CALL pq_work_loop(...) for long runs",
         )
     }
     let table = QueueTable::resolve(tbl);
     let opts = Options {
         burst: burst.unwrap_or(true),
         timeout: Duration::from_micros(timeout as u64),
-        max_jobs: max_jobs.map(|n| n as usize),
+        // One call claims at most MAX_CLAIMS jobs (one lock each until commit).
+        max_jobs: Some(max_jobs.map_or(crate::claim::MAX_CLAIMS, |n| n as usize)),
     };
     let rows: Vec<_> = work(&table, queue, &opts)
         .into_iter()

@@ -1,5 +1,6 @@
-//! Tests. `in_server`: `#[pg_test]`s, each inside one rolled-back transaction. `sessions`:
-//! several real connections to the same test cluster, for what one transaction cannot show.
+//! Tests. Here and in `tasks`: `#[pg_test]`s, each inside one rolled-back transaction.
+//! `sessions`, `security` and `client`: several real connections to the same test cluster,
+//! for what one transaction cannot show.
 
 mod client;
 mod security;
@@ -15,9 +16,15 @@ mod tests {
         Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// The test cluster is ready; `sessions` tests call this first to start it.
+    /// The test cluster is ready, with this build of the extension; `sessions` tests call this
+    /// first to start it.
     #[pg_test]
-    fn cluster_ready() {}
+    fn cluster_ready() {
+        assert_eq!(
+            one::<String>("SELECT extversion FROM pg_extension WHERE extname = 'pq'").as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+    }
 
     #[pg_test]
     fn put_then_get_returns_the_job_with_python_pq_columns() {

@@ -347,6 +347,8 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_put_task('s_bad', 'x.eat(', '[]', external => true)", "22023", "parentheses"),
         ("SELECT pq_put_task('s_bad', NULL, '[]')", "22004", "function must not be NULL"),
         ("SELECT * FROM pq_work('s_bad', max_jobs => 0)", "22023", "got 0"),
+        ("SELECT * FROM pq_work('s_bad', max_jobs => 1001)", "22023", "at most 1000"),
+        ("SELECT * FROM pq_get('s_bad', batch_size => 1001)", "22023", "at most 1000"),
         ("SELECT * FROM pq_work('', max_jobs => 1)", "22023", "must not be empty"),
         ("SELECT pq_requeue(NULL)", "22004", "id must not be NULL"),
         ("SELECT pq_task_failed(-1, 'P0001', 'x')", "P0002", "no job with id -1"),
