@@ -2,7 +2,7 @@
 //! job's data, and per-queue statistics.
 
 use crate::error::{require, require_queue};
-use crate::search_path::pinned;
+use crate::pinning::pinned;
 use crate::table::{QueueTable, Stmt};
 use pgrx::datum::{DatumWithOid, Internal, Interval};
 use pgrx::prelude::*;
@@ -29,9 +29,9 @@ fn pq_len(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
 fn pq_clear(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> i64 {
     let queue = require_queue(queue);
     let table = QueueTable::resolve(tbl);
-    pinned(|| {
+    pinned(|p| {
         Spi::connect(|client| {
-            table.with_plan(client, Stmt::Clear, |plan| {
+            table.with_plan(p, client, Stmt::Clear, |plan| {
                 client
                     .select(plan, None, &[queue.into()])
                     .map(|t| t.len() as i64)
@@ -91,9 +91,9 @@ fn pq_stats(
     ),
 > {
     let table = QueueTable::resolve(tbl);
-    let rows: Vec<_> = pinned(|| {
+    let rows: Vec<_> = pinned(|p| {
         Spi::connect(|client| {
-            table.with_plan(client, Stmt::Stats, |plan| {
+            table.with_plan(p, client, Stmt::Stats, |plan| {
                 client
                     .select(plan, None, &[table.oid.into()])
                     .unwrap_or_else(|e| panic!("stats: {e}"))

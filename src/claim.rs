@@ -17,6 +17,8 @@
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
+pub use crate::job::{Job, Payload};
+use crate::pinning::Pinned;
 use crate::table::{QueueTable, Stmt};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::direct_function_call;
@@ -48,46 +50,6 @@ impl Only<'_> {
     }
 }
 
-/// A job's jsonb payload as PostgreSQL stored it: handed from the table to the caller
-/// without decoding into Rust values and back.
-#[derive(Clone, Copy)]
-pub struct Payload(pub pg_sys::Datum);
-
-pgrx::impl_sql_translatable!(Payload, "jsonb");
-
-impl IntoDatum for Payload {
-    fn into_datum(self) -> Option<pg_sys::Datum> {
-        Some(self.0)
-    }
-    fn type_oid() -> pg_sys::Oid {
-        pg_sys::JSONBOID
-    }
-}
-
-// SAFETY: the datum is a valid jsonb value in a context that outlives the call.
-unsafe impl pgrx::callconv::BoxRet for Payload {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        unsafe { fcinfo.return_raw_datum(self.0) }
-    }
-}
-
-/// A claimed job, as `pq_get` returns it (Python pq's `Job`).
-pub struct Job {
-    pub id: i64,
-    /// The payload, copied out of SPI into the memory context given to [`claim`].
-    pub data: Payload,
-    /// Length of the JSON text, as Python pq's `Job.size`.
-    pub size: i32,
-    pub enqueued_at: TimestampWithTimeZone,
-    pub schedule_at: Option<TimestampWithTimeZone>,
-    pub expected_at: Option<TimestampWithTimeZone>,
-    /// The role that enqueued the job (see `enqueuer`): the one a task runs as.
-    pub enqueued_by: pg_sys::Oid,
-}
-
 /// Most jobs one call may claim: each holds an advisory lock until its transaction ends, and
 /// the shared lock table is finite (`max_locks_per_transaction` × connections, 6,400 by
 /// default), so a bigger claim could exhaust it and roll back all its work.
@@ -101,9 +63,10 @@ const MORE_CANDIDATES: i64 = 16;
 /// copied into `memcx`, which must outlive the caller's use of them (for an SRF: the query).
 ///
 /// ```ignore
-/// let jobs = claim::claim(&table, "apples", Only::All, 1, &mut memcx); // zero or one job
+/// let jobs = pinned(|p| claim::claim(p, &table, "apples", Only::All, 1, &mut memcx)); // zero or one job
 /// ```
 pub fn claim(
+    pinned: &Pinned,
     table: &QueueTable,
     queue: &str,
     only: Only<'_>,
@@ -116,7 +79,7 @@ pub fn claim(
             Only::SqlTasks => Stmt::SqlTaskCandidates,
             _ => Stmt::Candidates,
         };
-        table.with_plan(client, stmt, |candidates| {
+        table.with_plan(pinned, client, stmt, |candidates| {
             let mut cursor = client
                 .try_open_cursor(candidates, &[queue.into(), clock().into(), i64::MAX.into()])
                 .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
@@ -145,7 +108,7 @@ pub fn claim(
                         None
                     };
                     if let Some(stmt) = stmt {
-                        if let Some(job) = claim_one(client, table, stmt, id, memcx) {
+                        if let Some(job) = claim_one(pinned, client, table, stmt, id, memcx) {
                             jobs.push(job);
                             if jobs.len() == limit {
                                 return;
@@ -194,13 +157,14 @@ fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
 /// Claims job `id` with `stmt` (`Claim` under its advisory lock, `ClaimSquatted` by its row
 /// lock), copying its payload into `memcx`.
 fn claim_one(
+    pinned: &Pinned,
     client: &SpiClient<'_>,
     table: &QueueTable,
     stmt: Stmt,
     id: i64,
     memcx: &mut PgMemoryContexts,
 ) -> Option<Job> {
-    table.with_plan(client, stmt, |plan| {
+    table.with_plan(pinned, client, stmt, |plan| {
         let rows = client
             .select(plan, None, &[id.into()])
             .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));

@@ -2,7 +2,7 @@
 
 use crate::claim::{Job, Only, Payload};
 use crate::error::{raise, require_queue};
-use crate::search_path::pinned;
+use crate::pinning::pinned;
 use crate::table::QueueTable;
 use crate::wait;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -68,9 +68,9 @@ fn pq_get(
     // Rows are handed out one per call; payloads must live as long as the query, in the
     // function's own context, not the per-call one the executor resets between rows.
     let mut memcx = PgMemoryContexts::For(unsafe { (*(*fcinfo).flinfo).fn_mcxt });
-    let jobs = pinned(|| {
+    let jobs = pinned(|p| {
         if timeout == Some(Duration::ZERO) {
-            crate::claim::claim(&table, queue, only, limit, &mut memcx)
+            crate::claim::claim(p, &table, queue, only, limit, &mut memcx)
         } else {
             if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
                 raise(
@@ -79,7 +79,7 @@ fn pq_get(
                 "wait in a READ COMMITTED transaction, or pass timeout => '0'",
             )
             }
-            wait::get(&table, queue, only, timeout, limit, &mut memcx)
+            wait::get(p, &table, queue, only, timeout, limit, &mut memcx)
         }
     });
     TableIterator::new(jobs.into_iter().map(row))

@@ -9,9 +9,11 @@
 //! | `timespec` | `'5m'`, intervals and timestamps as `schedule_at`/`expected_at` |
 //! | `table`    | queue tables: resolving `regclass`, prepared statements         |
 //! | `put`      | `pq_put`, `pq_put_many`                                         |
+//! | `job`      | a claimed job and its payload, as `pq_get` returns it           |
 //! | `claim`    | advisory-lock claiming of the next ready jobs                   |
 //! | `get`      | `pq_get`                                                        |
-//! | `wait`     | blocking waits and waking waiters at commit                     |
+//! | `wait`     | blocking waits                                                  |
+//! | `wake`     | waking waiters and listeners at commit (`announce`)             |
 //! | `notify`   | `NOTIFY` on the queue's channel                                 |
 //! | `admin`    | `pq_len`, `pq_clear`, `pq_update`, `pq_stats`                   |
 //! | `enqueuer` | the trigger recording who enqueued a job (tasks run as them)    |
@@ -20,7 +22,7 @@
 //! | `sandbox`  | a task's identity, settings, time limit, leftover locks         |
 //! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
 //! | `worker`   | background workers performing tasks for configured queues      |
-//! | `search_path` | pinning `search_path` around pq's own statements            |
+//! | `pinning`  | pinning `search_path` and planner settings for pq's statements   |
 //! | `subxact`  | subtransactions that catch a task's error                       |
 //! | `error`    | SQLSTATE-carrying errors for bad input                          |
 //!
@@ -37,16 +39,18 @@ mod claim;
 mod enqueuer;
 mod error;
 mod get;
+mod job;
 mod notify;
+mod pinning;
 mod put;
 mod registry;
 mod sandbox;
-mod search_path;
 mod subxact;
 mod table;
 mod task;
 mod timespec;
 mod wait;
+mod wake;
 mod work;
 mod worker;
 
@@ -68,7 +72,7 @@ extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: registering callbacks once, at library load.
     unsafe {
-        pg_sys::RegisterXactCallback(Some(wait::on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterXactCallback(Some(wake::on_xact_event), std::ptr::null_mut());
         pg_sys::CacheRegisterRelcacheCallback(
             Some(table::on_relcache_invalidation),
             pg_sys::Datum::from(0),

@@ -4,10 +4,9 @@
 //! one statement. Both notify the queue's channel and wake blocked getters at commit.
 
 use crate::error::{raise, require, require_queue};
-use crate::search_path::pinned;
+use crate::pinning::pinned;
 use crate::table::{QueueTable, Stmt};
 use crate::timespec::{resolve_opt, TimeSpec};
-use crate::{notify, wait};
 use pg_sys::BuiltinOid::{JSONBARRAYOID, JSONBOID};
 use pgrx::datum::Internal;
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
@@ -52,7 +51,7 @@ pub fn insert(
     let id = table
         .one::<i64>(Stmt::Put, &args)
         .expect("INSERT ... RETURNING id returns the id");
-    announce(table, queue);
+    crate::wake::announce(table, queue);
     id
 }
 
@@ -60,12 +59,6 @@ pub fn insert(
 fn jsonb_arg<'a>(datum: pg_sys::Datum, ty: pg_sys::BuiltinOid) -> DatumWithOid<'a> {
     // SAFETY: the datum is the caller's argument of exactly this type, alive for the call.
     unsafe { DatumWithOid::new(datum, ty.into()) }
-}
-
-/// Tells listeners and blocked getters about new jobs in `queue`, at commit.
-pub fn announce(table: &QueueTable, queue: &str) {
-    notify::notify(queue);
-    wait::wake_on_commit(table, queue);
 }
 
 /// `pq_put(queue, data, schedule_at text, expected_at text, tbl)`: time specs as text.
@@ -151,9 +144,9 @@ fn pq_put_many(
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
-    let ids: Vec<i64> = pinned(|| {
+    let ids: Vec<i64> = pinned(|p| {
         Spi::connect(|client| {
-            table.with_plan(client, Stmt::PutMany, |plan| {
+            table.with_plan(p, client, Stmt::PutMany, |plan| {
                 let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
                 client
                     .select(plan, None, &args)
@@ -164,7 +157,7 @@ fn pq_put_many(
         })
     });
     if !ids.is_empty() {
-        announce(&table, queue);
+        crate::wake::announce(&table, queue);
     }
     SetOfIterator::new(ids)
 }

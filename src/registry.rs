@@ -10,7 +10,7 @@
 //! would, but with the check made on the caller's real identity.
 
 use crate::error::{raise, require};
-use crate::search_path::pinned;
+use crate::pinning::pinned;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
@@ -80,7 +80,7 @@ fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 }
 
 fn signature(function: pg_sys::Oid) -> String {
-    pinned(|| unsafe {
+    pinned(|_| unsafe {
         pgrx::direct_function_call::<&std::ffi::CStr>(
             pg_sys::regprocedureout,
             &[function.into_datum()],
@@ -95,7 +95,7 @@ fn signature(function: pg_sys::Oid) -> String {
 fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
     let (name, owner) = registry();
     let sql = sql.replace("{registry}", &name);
-    pinned(|| {
+    pinned(|_| {
         as_owner(owner, || {
             Spi::connect_mut(|client| {
                 let mut args = vec![function.into()];
@@ -122,7 +122,7 @@ fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
 #[pg_extern(sql = false)]
 fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
     let function = require(function, "function", "'eat(text)'");
-    pinned(|| {
+    pinned(|_| {
         check_owner(function, &signature(function), "register");
         write(
             include_str!("queries/registry_add.sql"),
@@ -141,7 +141,7 @@ fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
 #[pg_extern(sql = false)]
 fn pq_unregister_task(function: Option<pg_sys::Oid>) -> bool {
     let function = require(function, "function", "'eat(text)'");
-    pinned(|| {
+    pinned(|_| {
         check_owner(function, &signature(function), "unregister");
         write(include_str!("queries/registry_remove.sql"), function, None)
     })

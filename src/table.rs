@@ -7,6 +7,7 @@
 //! Each statement's text lives once, in `src/queries/*.sql`, with `{table}` for the table.
 
 use crate::error::raise;
+use crate::pinning::Pinned;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -196,9 +197,9 @@ impl QueueTable {
     /// let ready = table.one::<i64>(Stmt::Len, &["apples".into()]);
     /// ```
     pub fn one<T: FromDatum + IntoDatum>(&self, stmt: Stmt, args: &[DatumWithOid]) -> Option<T> {
-        crate::search_path::pinned(|| {
+        crate::pinning::pinned(|p| {
             Spi::connect(|client| {
-                self.with_plan(client, stmt, |plan| {
+                self.with_plan(p, client, stmt, |plan| {
                     let rows = client
                         .select(plan, None, args)
                         .unwrap_or_else(|e| panic!("{stmt:?}: {e}"));
@@ -217,6 +218,7 @@ impl QueueTable {
     /// Runs `f` with this table's prepared statement `stmt`, preparing it on first use.
     pub fn with_plan<R>(
         &self,
+        _pinned: &Pinned,
         client: &SpiClient<'_>,
         stmt: Stmt,
         f: impl FnOnce(&OwnedPreparedStatement) -> R,

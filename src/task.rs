@@ -8,7 +8,7 @@
 //! for client workers, even in the same queue.
 
 use crate::error::{raise, require, require_queue};
-use crate::search_path::pinned;
+use crate::pinning::pinned;
 use crate::table::QueueTable;
 use crate::timespec::{resolve_opt, TimeSpec};
 use pgrx::datum::JsonB;
@@ -338,7 +338,7 @@ fn pq_put_task(
         return insert(&task(function.to_string()));
     }
     let oid = resolve_function(function);
-    pinned(|| {
+    pinned(|_| {
         check_enqueue(oid);
         let task = task(signature(oid));
         Spi::connect(|client| {

@@ -13,8 +13,8 @@
 
 use crate::claim::{claim, clock, Job, Only};
 use crate::error::{raise, require_queue};
+use crate::pinning::pinned;
 use crate::sandbox::{self, Deadline, Locks};
-use crate::search_path::pinned;
 use crate::subxact::{self, Failure};
 use crate::table::{QueueTable, Stmt};
 use crate::task::{self, Task};
@@ -78,11 +78,12 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     while opts.max_jobs.is_none_or(|max| outcomes.len() < max) {
         let mut memcx = PgMemoryContexts::For(jobcx.value());
-        let jobs = pinned(|| {
+        let jobs = pinned(|p| {
             if opts.burst {
-                claim(table, queue, Only::SqlTasks, 1, &mut memcx)
+                claim(p, table, queue, Only::SqlTasks, 1, &mut memcx)
             } else {
                 crate::wait::get(
+                    p,
                     table,
                     queue,
                     Only::SqlTasks,
@@ -158,13 +159,13 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
         *task.borrow_mut() = Some(parsed.clone());
         // Everything from here runs as the enqueuer: even looking up the function's name.
         sandbox::run_as(job.enqueued_by, || {
-            let oid = pinned(|| resolve(&parsed.function));
+            let oid = pinned(|_| resolve(&parsed.function));
             if let Err(e) = permit(table, oid, job.enqueued_by, &parsed.function) {
                 *refused.borrow_mut() = Some(e);
                 return;
             }
             Spi::connect(|client| {
-                let call = pinned(|| task::build_call(client, oid, &parsed));
+                let call = pinned(|_| task::build_call(client, oid, &parsed));
                 *deadline.borrow_mut() = Some(Deadline::arm(limit));
                 task::run(client, &call.sql, &call.args);
             });
@@ -252,9 +253,9 @@ fn permit(
     enqueuer: pg_sys::Oid,
     name: &str,
 ) -> Result<(), Error> {
-    let (registered, role, allowed, vouched) = pinned(|| {
+    let (registered, role, allowed, vouched) = pinned(|p| {
         Spi::connect(|client| {
-            table.with_plan(client, Stmt::TaskPermit, |plan| {
+            table.with_plan(p, client, Stmt::TaskPermit, |plan| {
                 let rows = client
                     .select(
                         plan,
@@ -354,7 +355,7 @@ fn record(
         .unwrap_or_default();
     if due.is_some() {
         // Back in the queue: blocked workers should look again.
-        crate::put::announce(table, &queue);
+        crate::wake::announce(table, &queue);
     }
     outcome.outcome = if due.is_some() {
         Verdict::Retry
@@ -507,7 +508,7 @@ fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let queue = table.one::<String>(Stmt::Requeue, &[id.into()]);
     match queue {
         Some(q) => {
-            crate::put::announce(&table, &q);
+            crate::wake::announce(&table, &q);
             true
         }
         None => false,

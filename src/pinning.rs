@@ -1,9 +1,13 @@
-//! Pinning the settings pq's own statements run under. Every SQL function pins them in Rust
-//! around its statements rather than with a `SET` clause, which PostgreSQL would apply on
-//! every call of a set-returning function, and which could not leave the caller's
-//! `search_path` to the tasks `pq_work` runs.
+//! Pinning the settings pq's own statements run under: `search_path` and the planner
+//! settings. Every SQL function pins them in Rust around its statements rather than with a
+//! `SET` clause, which PostgreSQL would apply on every call of a set-returning function, and
+//! which could not give tasks settings of their own. Running one of pq's prepared statements
+//! takes a [`Pinned`] token, which only [`pinned`] makes: an unpinned statement does not compile.
 
 use pgrx::prelude::*;
+
+/// Proof that pq's settings are pinned, for as long as it is borrowed: made only by [`pinned`].
+pub struct Pinned(());
 
 /// The path pq's own statements run under: nothing a caller can shadow.
 const PINNED: &std::ffi::CStr = c"pg_catalog, pg_temp";
@@ -17,9 +21,9 @@ const PINNED: &std::ffi::CStr = c"pg_catalog, pg_temp";
 /// third of all scheduled jobs are due; an index scan stays cheap however many are not.
 ///
 /// ```ignore
-/// let id = search_path::pinned(|| put::insert(&table, queue, data, None, None));
+/// let n = pinning::pinned(|p| table.with_plan(p, client, Stmt::Len, |plan| ...));
 /// ```
-pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+pub fn pinned<R>(f: impl FnOnce(&Pinned) -> R) -> R {
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
         let settings = [
@@ -40,7 +44,7 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
                 false,
             );
         }
-        let r = f();
+        let r = f(&Pinned(()));
         pg_sys::AtEOXact_GUC(true, level);
         r
     }
