@@ -25,6 +25,11 @@ pub enum Error {
     /// No connection could be had from the pool.
     #[error("pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// No connection could be had from the async pool (feature `async`): a timeout, a
+    /// closed pool. A server error while connecting is [`Error::Db`] or [`Error::Connection`].
+    #[cfg(feature = "async")]
+    #[error("pool: {0}")]
+    AsyncPool(deadpool_postgres::PoolError),
     /// A payload did not (de)serialize to or from JSON.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -12,6 +12,7 @@
 //! | `transaction` | [`Tx`]: take a job, work it, write a result, atomically     |
 //! | `task`        | [`Tasks`]: named handlers, enqueue, `work()` with retries   |
 //! | `error`       | [`Error`]: keeps the server's SQLSTATE                     |
+//! | `asynchronous` | feature `async`: the same API over tokio-postgres + deadpool |
 //!
 //! ```no_run
 //! use pq_client::Pq;
@@ -28,6 +29,8 @@
 //! # Ok::<(), pq_client::Error>(())
 //! ```
 
+#[cfg(feature = "async")]
+pub mod asynchronous;
 mod error;
 mod job;
 mod queue;
