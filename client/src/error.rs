@@ -36,7 +36,8 @@ pub enum Error {
     /// A Python pickle could not be decoded (not plain data, or not a pickle).
     #[error("pickle: {0}")]
     Pickle(String),
-    /// A task handler failed or panicked.
+    /// A task call could not be enqueued: one of its arguments does not serialize to JSON.
+    /// (A handler that fails or panics is recorded in the job, not raised.)
     #[error("task {function}: {message}")]
     Task { function: String, message: String },
 }

@@ -144,6 +144,7 @@ impl Tasks {
             args: vec![],
             kwargs: Map::new(),
             opts: self.defaults.clone(),
+            unserializable: None,
         }
     }
 
@@ -222,22 +223,30 @@ pub struct Call<'t> {
     args: Vec<Value>,
     kwargs: Map<String, Value>,
     opts: TaskOptions,
+    /// The first argument that did not serialize: `enqueue` raises it.
+    unserializable: Option<String>,
 }
 
 impl Call<'_> {
     /// Adds a positional argument.
     pub fn arg(mut self, value: impl Serialize) -> Self {
-        self.args
-            .push(serde_json::to_value(value).unwrap_or(Value::Null));
+        match serde_json::to_value(value) {
+            Ok(v) => self.args.push(v),
+            Err(e) => self.unserializable = self.unserializable.or(Some(e.to_string())),
+        }
         self
     }
 
     /// Adds a named argument.
     pub fn kwarg(mut self, name: &str, value: impl Serialize) -> Self {
-        self.kwargs.insert(
-            name.into(),
-            serde_json::to_value(value).unwrap_or(Value::Null),
-        );
+        match serde_json::to_value(value) {
+            Ok(v) => {
+                self.kwargs.insert(name.into(), v);
+            }
+            Err(e) => {
+                self.unserializable = self.unserializable.or(Some(format!("{name}: {e}")));
+            }
+        }
         self
     }
 
@@ -267,6 +276,12 @@ impl Call<'_> {
 
     /// Enqueues the call as a task job; returns its id.
     pub fn enqueue(self) -> Result<i64> {
+        if let Some(message) = self.unserializable {
+            return Err(crate::Error::Task {
+                function: self.function,
+                message: format!("an argument does not serialize to JSON: {message}"),
+            });
+        }
         let data = json!({
             "function": self.function, "args": self.args, "kwargs": self.kwargs,
             "retried": 0, "max_retries": self.opts.max_retries, "retry_in": self.opts.retry_in,

@@ -420,3 +420,25 @@ q.put(Apple('Gala'))
         eprintln!("undecodable: {e}");
     }
 }
+
+/// An argument that does not serialize to JSON is an error at enqueue (`Error::Task`), never a
+/// silent `null`; and `table()` on a clone gives another table over the same connection.
+#[test]
+fn unserializable_arguments_and_tables_of_clones() {
+    let pq = pool(2);
+    let mut bad = std::collections::HashMap::new();
+    bad.insert((1, 2), 3); // a map with non-string keys has no JSON form
+    let tasks = pq.tasks("c_bad_args");
+    let e = tasks.call("eat").arg(&bad).enqueue().unwrap_err();
+    assert!(
+        matches!(&e, pq_client::Error::Task { function, .. } if function == "eat"),
+        "{e}"
+    );
+    assert_eq!(pq.queue("c_bad_args").len().unwrap(), 0, "nothing was put");
+    let other = pq.clone().table("queue");
+    assert_eq!(other.table_name(), "queue");
+    assert_eq!(
+        pq.clone().table("jobs_elsewhere").table_name(),
+        "jobs_elsewhere"
+    );
+}

@@ -155,6 +155,7 @@ impl Tasks {
             args: vec![],
             kwargs: Map::new(),
             opts: self.defaults.clone(),
+            unserializable: None,
         }
     }
 
@@ -261,6 +262,8 @@ pub struct Call<'t> {
     args: Vec<Value>,
     kwargs: Map<String, Value>,
     opts: TaskOptions,
+    /// The first argument that did not serialize: `enqueue` raises it.
+    unserializable: Option<String>,
 }
 
 impl Call<'_> {
@@ -271,8 +274,10 @@ impl Call<'_> {
     /// let call = tasks.call("eat").arg("Cox").arg(3);
     /// ```
     pub fn arg(mut self, value: impl Serialize) -> Self {
-        self.args
-            .push(serde_json::to_value(value).unwrap_or(Value::Null));
+        match serde_json::to_value(value) {
+            Ok(v) => self.args.push(v),
+            Err(e) => self.unserializable = self.unserializable.or(Some(e.to_string())),
+        }
         self
     }
 
@@ -283,10 +288,14 @@ impl Call<'_> {
     /// let call = tasks.call("eat").kwarg("kind", "Cox");
     /// ```
     pub fn kwarg(mut self, name: &str, value: impl Serialize) -> Self {
-        self.kwargs.insert(
-            name.into(),
-            serde_json::to_value(value).unwrap_or(Value::Null),
-        );
+        match serde_json::to_value(value) {
+            Ok(v) => {
+                self.kwargs.insert(name.into(), v);
+            }
+            Err(e) => {
+                self.unserializable = self.unserializable.or(Some(format!("{name}: {e}")));
+            }
+        }
         self
     }
 
@@ -343,6 +352,12 @@ impl Call<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(self) -> Result<i64> {
+        if let Some(message) = self.unserializable {
+            return Err(crate::Error::Task {
+                function: self.function,
+                message: format!("an argument does not serialize to JSON: {message}"),
+            });
+        }
         let queue = &self.tasks.queue;
         let (s, e) = specs(&Put {
             schedule_at: self.opts.schedule_at,
