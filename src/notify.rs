@@ -1,8 +1,11 @@
 //! Notifications: `pq_put` sends `NOTIFY` on the queue's channel, delivered at commit, so
-//! LISTEN-based clients (Python pq's blocking `get`, the Rust client) wake when a job lands.
+//! LISTEN-based clients (Python pq's blocking `get`) wake when a job lands. (pq's own blocked
+//! getters, and the Rust client's, wait in the server and are woken by `wake`, not by this.)
 //!
 //! The channel is the queue name, or `'pq_' || md5(name)` when the name is longer than 63
-//! bytes (PostgreSQL's channel name limit), exactly as Python pq's trigger names it.
+//! bytes (PostgreSQL's channel name limit). Python pq's trigger counts characters instead: the
+//! two agree on every name of up to 63 bytes, and differ only for a name of at most 63
+//! characters but more bytes, where Python's own `NOTIFY` fails (channel name too long).
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};

@@ -16,7 +16,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// The prepared statements pq runs, one per file in `src/queries/`.
+/// The prepared statements pq runs on a queue table, each the text of one file in
+/// `src/queries/` (the other files there are run once, unprepared: the registry's and the
+/// worker's lookups).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Stmt {
     Put,

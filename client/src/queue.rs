@@ -27,6 +27,8 @@ pub mod sql {
     pub const LEN: &str = "SELECT pq_len($1, $2::text::regclass)";
     /// Delete every job of a queue.
     pub const CLEAR: &str = "SELECT pq_clear($1, $2::text::regclass)";
+    /// The SQLSTATE a failed client handler is recorded with: PL/pgSQL's `RAISE EXCEPTION`.
+    pub const RAISE_EXCEPTION: &str = "P0001";
     /// Record a client task's failure (retry or fail it).
     pub const TASK_FAILED: &str = "SELECT pq_task_failed($1, $2, $3, $4::text::regclass)";
     /// Install the extension if needed.

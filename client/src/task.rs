@@ -198,7 +198,7 @@ impl Tasks {
                 sql::TASK_FAILED,
                 &[
                     (&job.id, postgres::types::Type::INT8),
-                    (&"P0001", postgres::types::Type::TEXT),
+                    (&sql::RAISE_EXCEPTION, postgres::types::Type::TEXT),
                     (&message, postgres::types::Type::TEXT),
                     (&table, postgres::types::Type::TEXT),
                 ],

@@ -230,7 +230,7 @@ impl Tasks {
                 sql::TASK_FAILED,
                 &[
                     (&job.id, Type::INT8),
-                    (&"P0001", Type::TEXT),
+                    (&sql::RAISE_EXCEPTION, Type::TEXT),
                     (&message, Type::TEXT),
                     (&self.queue.pq.table_name(), Type::TEXT),
                 ],
