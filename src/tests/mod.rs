@@ -1,8 +1,7 @@
 //! Tests. Here and in `tasks`: `#[pg_test]`s, each inside one rolled-back transaction.
-//! `sessions`, `security` and `client`: several real connections to the same test cluster,
-//! for what one transaction cannot show.
+//! `sessions` and `security`: several real connections to the same test cluster, for what one
+//! transaction cannot show. (The client crate has its own tests, in `client/tests/`.)
 
-mod client;
 mod security;
 mod sessions;
 mod tasks;

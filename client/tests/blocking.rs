@@ -1,8 +1,9 @@
-//! The Rust client crate (`client/`) against the test cluster: every method, blocking
-//! wake-up, iteration, transactions, typed queues, tasks, and a pool shared by threads.
-#![cfg(test)]
+//! The blocking client against a real cluster: every method, blocking wake-up, iteration,
+//! transactions, typed queues, tasks, a pool shared by threads, Python pickle queues.
+//! `scripts/test` runs them (feature `cluster-tests`) with PQ_TEST_DSN naming a database where
+//! `CREATE EXTENSION pq` was run by a superuser (the smoke-test cluster), and PQ_VENV_PYTHON
+//! naming a Python with Python pq 1.9.1.
 
-use super::sessions::connect;
 use pq_client::{Job, Pq, Put, TaskOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -12,22 +13,22 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+fn dsn() -> String {
+    std::env::var("PQ_TEST_DSN")
+        .expect("PQ_TEST_DSN names the test database (scripts/test sets it)")
+}
+
+fn connect() -> postgres::Client {
+    postgres::Client::connect(&dsn(), postgres::NoTls).expect("connect to PQ_TEST_DSN")
+}
+
 fn pq() -> Pq {
     Pq::new(connect())
 }
 
 fn pool(size: u32) -> Pq {
-    let port: i32 = connect()
-        .query_one("SELECT inet_server_port()", &[])
-        .unwrap()
-        .get(0);
-    let mut config = postgres::Config::new();
-    config
-        .host("localhost")
-        .port(port as u16)
-        .user("postgres")
-        .dbname("pgrx_tests");
-    let manager = r2d2_postgres::PostgresConnectionManager::new(config, postgres::NoTls);
+    let manager =
+        r2d2_postgres::PostgresConnectionManager::new(dsn().parse().unwrap(), postgres::NoTls);
     Pq::with_pool(r2d2::Pool::builder().max_size(size).build(manager).unwrap())
 }
 
@@ -359,24 +360,20 @@ fn threads_sharing_a_pool_drain_a_queue_exactly_once() {
 /// virtualenv scripts/test creates.
 #[test]
 fn python_pickle_queues_are_readable_for_plain_data() {
-    let port: i32 = connect()
-        .query_one("SELECT inet_server_port()", &[])
-        .unwrap()
-        .get(0);
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/venv/bin/python");
+    let python = std::env::var("PQ_VENV_PYTHON").expect("PQ_VENV_PYTHON: a Python with pq 1.9.1");
     let script = r#"
 import sys, psycopg2
 from pq import PQ
 class Apple:
     def __init__(self, kind): self.kind = kind
-q = PQ(psycopg2.connect(host='localhost', port=int(sys.argv[1]), user='postgres', dbname='pgrx_tests'))['c_pickle/pickle']
+q = PQ(psycopg2.connect(sys.argv[1]))['c_pickle/pickle']
 q.put({'kind': 'Cox', 'sizes': [1, 2.5], 'ripe': True, 'note': None, 'name': 'Pomme d\u2019api'})
 q.put(['a', 1])
 q.put('just text')
 q.put(Apple('Gala'))
 "#;
-    let out = std::process::Command::new(python)
-        .args(["-c", script, &port.to_string()])
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, &dsn()])
         .output()
         .unwrap_or_else(|e| {
             panic!("{python}: {e} (run ./scripts/test, which creates the virtualenv)")
