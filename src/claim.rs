@@ -165,9 +165,10 @@ fn claim_one(
     memcx: &mut PgMemoryContexts,
 ) -> Option<Job> {
     table.with_plan(pinned, client, stmt, |plan| {
-        let rows = client
-            .select(plan, None, &[id.into()])
-            .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
+        // pq's own write: it keeps the job's enqueuer (see `enqueuer`).
+        let rows =
+            crate::enqueuer::as_pq(table.oid, id, || client.select(plan, None, &[id.into()]))
+                .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
         if rows.is_empty() {
             return None; // claimed and committed by someone else since our snapshot
         }

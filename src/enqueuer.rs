@@ -17,15 +17,22 @@ use pgrx::prelude::*;
 use std::cell::Cell;
 
 thread_local! {
-    /// Set while one of pq's own enqueuer-keeping statements runs in this backend.
-    static PQ_WRITING: Cell<bool> = const { Cell::new(false) };
+    /// The one row (table, job id) pq's own enqueuer-keeping statement is writing, if any.
+    /// Only that row is trusted: code that runs meanwhile (a trigger on some other table the
+    /// caller passed as `tbl`) gets no pass for any other row.
+    static PQ_WRITING: Cell<Option<(pg_sys::Oid, i64)>> = const { Cell::new(None) };
 }
 
-/// Runs `f`, one of pq's own writes that keep a job's enqueuer (claim, outcome, requeue).
-pub fn as_pq<R>(f: impl FnOnce() -> R) -> R {
-    let before = PQ_WRITING.with(|w| w.replace(true));
+/// Runs `f`, one of pq's own writes of job `id` in `table` that keep its enqueuer (claim,
+/// outcome, requeue).
+///
+/// ```ignore
+/// enqueuer::as_pq(table.oid, id, || client.select(plan, None, &[id.into()]));
+/// ```
+pub fn as_pq<R>(table: pg_sys::Oid, id: i64, f: impl FnOnce() -> R) -> R {
+    let before = PQ_WRITING.with(|w| w.replace(Some((table, id))));
     // Reset on unwind too: a failed statement must not leave later writes trusted.
-    struct Reset(bool);
+    struct Reset(Option<(pg_sys::Oid, i64)>);
     impl Drop for Reset {
         fn drop(&mut self) {
             PQ_WRITING.with(|w| w.set(self.0));
@@ -76,7 +83,9 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
         let given = get(row, by, desc).map(|d| pg_sys::Oid::from(d.value() as u32));
         let keep = if pg_sys::superuser() {
             given.is_some()
-        } else if is_update && PQ_WRITING.with(|w| w.get()) {
+        } else if is_update
+            && PQ_WRITING.with(|w| w.get()) == Some(((*td.tg_relation).rd_id, row_id(row, desc)))
+        {
             true
         } else if is_update {
             let old = td.tg_trigtuple;
@@ -99,6 +108,11 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
             pg_sys::heap_modify_tuple_by_cols(row, desc, 1, &mut column, &mut value, &mut null);
         pg_sys::Datum::from(stamped)
     }
+}
+
+/// The `id` of a queue table row.
+unsafe fn row_id(row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> i64 {
+    unsafe { get(row, attnum(desc, c"id"), desc) }.map_or(0, |d| d.value() as i64)
 }
 
 /// The number of column `name`; a queue table always has it (its layout is checked).

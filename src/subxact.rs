@@ -7,13 +7,17 @@ use pgrx::prelude::*;
 pub struct Failure {
     pub sqlstate: String,
     pub message: String,
+    /// Where PostgreSQL raised it (`postgres.c` for the cancels of `ProcessInterrupts`).
+    file: String,
     caught: CaughtError,
 }
 
 impl Failure {
-    /// A statement cancel or timeout (57014): it was meant for the whole statement, not one task.
+    /// A statement cancel or timeout (57014) raised by PostgreSQL's interrupt handling: meant
+    /// for the whole statement, not one task. A task that raises 57014 itself (`RAISE ...
+    /// USING ERRCODE = 'query_canceled'`) is not a cancel: only `postgres.c` raises real ones.
     pub fn is_cancel(&self) -> bool {
-        self.sqlstate == "57014"
+        self.sqlstate == "57014" && self.file.ends_with("postgres.c")
     }
 
     /// Raises the error again, as if it had never been caught.
@@ -50,6 +54,7 @@ pub fn catching(f: impl FnOnce()) -> Option<Failure> {
             Some(Failure {
                 sqlstate: sqlstate(report.sql_error_code()),
                 message: report.message().to_string(),
+                file: report.file().to_string(),
                 caught: e,
             })
         })

@@ -39,15 +39,6 @@ pub enum Stmt {
 }
 
 impl Stmt {
-    /// pq's own writes that keep a job's enqueuer (see `enqueuer`): claiming, recording a
-    /// task's outcome, requeueing a failed task. Every other write is the writer's own.
-    fn keeps_enqueuer(self) -> bool {
-        matches!(
-            self,
-            Stmt::Claim | Stmt::ClaimSquatted | Stmt::TaskOutcome | Stmt::Requeue
-        )
-    }
-
     fn text(self) -> &'static str {
         match self {
             Stmt::Put => include_str!("queries/put.sql"),
@@ -248,11 +239,7 @@ impl QueueTable {
             PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
             plan
         });
-        if stmt.keeps_enqueuer() {
-            crate::enqueuer::as_pq(|| f(&plan))
-        } else {
-            f(&plan)
-        }
+        f(&plan)
     }
 }
 

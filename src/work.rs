@@ -131,6 +131,11 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
     let task: RefCell<Option<Task>> = RefCell::new(None);
     let refused: RefCell<Option<Error>> = RefCell::new(None);
     let locks = Locks::before();
+    // A fresh snapshot for the whole job (in READ COMMITTED): a background worker's wait can
+    // be long, and the task, its permit and its function's lookup must see what was committed
+    // meanwhile (a function created and registered while the worker waited, for one).
+    // SAFETY: pushed here and popped below on every path (the subtransaction catches errors).
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
     let deadline: RefCell<Option<Deadline>> = RefCell::new(None);
     let failure = subxact::catching(|| {
         let parsed: Task = match decode(job.data.0)
@@ -180,6 +185,7 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
             }
         });
     });
+    unsafe { pg_sys::PopActiveSnapshot() };
     let timed_out = deadline.take().is_some_and(|d| d.expired());
     locks.release_new();
     let task = task.take();
@@ -350,9 +356,10 @@ fn record(
         attempt.into(),
         clock().into(),
     ];
-    let queue = table
-        .one::<String>(Stmt::TaskOutcome, &args)
-        .unwrap_or_default();
+    let queue = crate::enqueuer::as_pq(table.oid, id, || {
+        table.one::<String>(Stmt::TaskOutcome, &args)
+    })
+    .unwrap_or_default();
     if due.is_some() {
         // Back in the queue: blocked workers should look again.
         crate::wake::announce(table, &queue);
@@ -470,14 +477,42 @@ fn pq_task_failed(
 ) -> String {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let data = table.one::<JsonB>(Stmt::JobData, &[id.into()]);
-    let Some(JsonB(data)) = data else {
+    let row = pinned(|p| {
+        Spi::connect(|client| {
+            table.with_plan(p, client, Stmt::JobData, |plan| {
+                let rows = client
+                    .select(plan, None, &[id.into()])
+                    .unwrap_or_else(|e| panic!("reading job {id}: {e}"));
+                (!rows.is_empty()).then(|| {
+                    let row = rows.first();
+                    let fail = |e: pgrx::spi::SpiError| -> ! { panic!("reading job {id}: {e}") };
+                    (
+                        row.get::<JsonB>(1).unwrap_or_else(|e| fail(e)),
+                        row.get::<pg_sys::TransactionId>(2)
+                            .unwrap_or_else(|e| fail(e)),
+                        row.get::<bool>(3).unwrap_or_else(|e| fail(e)),
+                    )
+                })
+            })
+        })
+    });
+    let Some((Some(JsonB(data)), Some(xmin), Some(claimed))) = row else {
         raise(
             ERRCODE_NO_DATA_FOUND,
             format!("no job with id {id}"),
             "pass the id of a task job you claimed",
         )
     };
+    // Only the transaction that claimed a job may say how it went: otherwise anyone with
+    // UPDATE could mark a done job failed and requeue it, replaying it as its enqueuer.
+    // SAFETY: a lookup in this backend's own transaction state.
+    if !claimed || !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
+        raise(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("job {id} is not claimed by this transaction"),
+            "claim it first in this transaction (pq_get(..., functions => ...)), then record its failure",
+        )
+    }
     let task: Task = serde_json::from_value(data).unwrap_or_else(|e| {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -505,7 +540,9 @@ fn pq_task_failed(
 fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let id = crate::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let queue = table.one::<String>(Stmt::Requeue, &[id.into()]);
+    let queue = crate::enqueuer::as_pq(table.oid, id, || {
+        table.one::<String>(Stmt::Requeue, &[id.into()])
+    });
     match queue {
         Some(q) => {
             crate::wake::announce(&table, &q);

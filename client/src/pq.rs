@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// Entry point: Python pq's `PQ`. Cheap to clone; `Send + Sync` (with a pool, each thread
-/// gets its own connection; with one client, threads take turns on it).
+/// gets its own connection; with one client, threads take turns on it, so a `Pq` over one
+/// client must not be used again inside its own transaction or task handler on the same
+/// thread: that waits on itself. Use a pool, or `tx.put` inside a transaction).
 ///
 /// ```no_run
 /// use pq_client::Pq;
@@ -30,12 +32,15 @@ enum Source {
     Pool(Pool),
 }
 
-/// A connection borrowed from a [`Pq`]: derefs to [`postgres::Client`].
+/// A connection borrowed from a [`Pq`]: derefs to [`postgres::Client`]. Behind PgBouncer's
+/// transaction pooling, use `query_typed` (one unnamed statement): `query`/`execute` with
+/// parameters prepare named statements, which fail or collide there.
 ///
 /// ```no_run
 /// # let pq: pq_client::Pq = todo!();
 /// let mut conn = pq.conn()?;
-/// let n: i64 = conn.query_one("SELECT pq_len('apples')", &[])?.get(0);
+/// let rows = conn.query_typed("SELECT pq_len($1)", &[(&"apples", postgres::types::Type::TEXT)])?;
+/// let n: i64 = rows[0].get(0);
 /// # Ok::<(), pq_client::Error>(())
 /// ```
 pub enum Conn<'a> {

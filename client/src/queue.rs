@@ -245,7 +245,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # let queue: pq_client::Queue = todo!();
     /// queue.transaction(|tx| {
     ///     if let Some(job) = tx.get()? {
-    ///         tx.execute("INSERT INTO eaten (kind) VALUES ($1)", &[&job.data["kind"].as_str()])?;
+    ///         let kind = job.data["kind"].as_str();
+    ///         tx.execute("INSERT INTO eaten (kind) VALUES ($1)", &[(&kind, postgres::types::Type::TEXT)])?;
     ///     }
     ///     Ok::<_, pq_client::Error>(())
     /// })?;

@@ -2,7 +2,7 @@
 
 use crate::queue::{get, put};
 use crate::{Job, Put, Queue, Result};
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use serde::{de::DeserializeOwned, Serialize};
 use std::time::Duration;
 
@@ -33,21 +33,44 @@ impl<'c, T: Serialize + DeserializeOwned> Tx<'c, T> {
         put(&mut self.tx, &self.queue, data, &Put::default())
     }
 
-    /// Runs one of your statements in this transaction.
-    pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        Ok(self.tx.execute(sql, params)?)
+    /// Runs one of your statements in this transaction; parameters come with their types, so
+    /// it is sent as one unnamed statement (safe behind PgBouncer's transaction pooling, where a
+    /// named prepared statement can collide with another client's). Returns the rows it
+    /// affected or returned.
+    ///
+    /// ```no_run
+    /// # let queue: pq_client::Queue = todo!();
+    /// use postgres::types::Type;
+    /// queue.transaction(|tx| {
+    ///     tx.execute("INSERT INTO eaten (kind) VALUES ($1)", &[(&"Cox", Type::TEXT)])?;
+    ///     Ok::<_, pq_client::Error>(())
+    /// })?;
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
+    pub fn execute(&mut self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<u64> {
+        let mut rows = self.tx.query_typed_raw(sql, params.iter().cloned())?;
+        while postgres::fallible_iterator::FallibleIterator::next(&mut rows)?.is_some() {}
+        Ok(rows.rows_affected().unwrap_or(0))
     }
 
-    /// Runs one of your queries in this transaction.
+    /// Runs one of your queries in this transaction, parameters with their types (one unnamed
+    /// statement, as [`Tx::execute`]).
+    ///
+    /// ```no_run
+    /// # let mut tx: pq_client::Tx<'_, serde_json::Value> = todo!();
+    /// let rows = tx.query("SELECT count(*) FROM eaten WHERE kind = $1", &[(&"Cox", postgres::types::Type::TEXT)])?;
+    /// # Ok::<(), pq_client::Error>(())
+    /// ```
     pub fn query(
         &mut self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<postgres::Row>> {
-        Ok(self.tx.query(sql, params)?)
+        Ok(self.tx.query_typed(sql, params)?)
     }
 
-    /// The underlying transaction, for anything else.
+    /// The underlying transaction, for anything else. Behind PgBouncer, use its `query_typed`
+    /// methods: its `query`/`execute` prepare named statements.
     pub fn client(&mut self) -> &mut postgres::Transaction<'c> {
         &mut self.tx
     }

@@ -145,7 +145,10 @@ fn transactions_commit_or_return_the_job() {
     // Err: rolled back, the job returns.
     let r: Result<(), pq_client::Error> = q.transaction(|tx| {
         let job = tx.get()?.unwrap();
-        tx.execute("INSERT INTO c_tx_results VALUES ($1)", &[&job.id])?;
+        tx.execute(
+            "INSERT INTO c_tx_results VALUES ($1)",
+            &[(&job.id, postgres::types::Type::INT8)],
+        )?;
         Err(pq_client::Error::Task {
             function: "test".into(),
             message: "nope".into(),
@@ -165,7 +168,10 @@ fn transactions_commit_or_return_the_job() {
     q.transaction(|tx| {
         let job = tx.get()?.expect("the job came back");
         assert_eq!(job.id, id);
-        tx.execute("INSERT INTO c_tx_results VALUES ($1)", &[&job.id])?;
+        tx.execute(
+            "INSERT INTO c_tx_results VALUES ($1)",
+            &[(&job.id, postgres::types::Type::INT8)],
+        )?;
         Ok::<_, pq_client::Error>(())
     })
     .unwrap();

@@ -634,6 +634,15 @@ fn background_workers_survive_big_payloads_poison_locks_and_termination() {
     c.batch_execute("SELECT pq_put_task('bg_security', 'sec_bg_measure(text)', '[\"after\"]')")
         .unwrap();
     wait_for(&mut c, "SELECT count(*) FROM sec_bg WHERE n = 5", 1);
+    // A function created and registered while the workers wait is found (a fresh snapshot).
+    c.batch_execute(
+        r#"CREATE OR REPLACE FUNCTION sec_bg_late() RETURNS void LANGUAGE sql
+               AS $$ INSERT INTO public.sec_bg VALUES (-1, true) $$;
+           SELECT pq_register_task('sec_bg_late()');
+           SELECT pq_put_task('bg_security', 'sec_bg_late()');"#,
+    )
+    .unwrap();
+    wait_for(&mut c, "SELECT count(*) FROM sec_bg WHERE n = -1", 1);
 }
 
 /// What a review found after the first round, each a test: a table its owner controls cannot
@@ -771,5 +780,100 @@ fn owned_tables_temp_objects_replays_and_overruns_are_refused() {
             "SELECT count(*) FROM sec_paid WHERE who = 'pwned by sec_mallory'"
         ),
         1
+    );
+}
+
+/// What a second review found, each a test: a trigger on a table the attacker passes as `tbl`
+/// cannot borrow pq's trust to rewrite another table's jobs; only the claiming transaction may
+/// record a failure (no replay of done tasks); a task raising 57014 itself is an ordinary
+/// failure, not a cancel of the whole run.
+#[test]
+fn second_review_trust_replays_and_fake_cancels() {
+    let mut admin = connect();
+    role(&mut admin, "sec_eve", "consumer");
+    admin
+        .batch_execute(
+            r#"CREATE TABLE IF NOT EXISTS sec_ran2 (what text, who text);
+               CREATE OR REPLACE FUNCTION sec_admin_job(x text) RETURNS void LANGUAGE sql
+                   AS $$ INSERT INTO public.sec_ran2 VALUES (x, current_user) $$;
+               CREATE OR REPLACE FUNCTION sec_fake_cancel() RETURNS void LANGUAGE plpgsql
+                   AS $$ BEGIN RAISE EXCEPTION 'fake cancel' USING ERRCODE = 'query_canceled'; END $$;
+               SELECT pq_register_task('sec_admin_job(text)'), pq_register_task('sec_fake_cancel()');
+               GRANT INSERT ON sec_ran2 TO sec_eve;"#,
+        )
+        .unwrap();
+    // Eve (SELECT, UPDATE on queue) rewrites a pending job of postgres's from a trigger that
+    // fires inside pq's claim on her own temp table.
+    let job: i64 = admin
+        .query_one(
+            "SELECT pq_put_task('sec_trust', 'sec_admin_job(text)', '[\"legit\"]')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut eve = connect();
+    eve.batch_execute(&format!(
+        r#"SET ROLE sec_eve;
+           CREATE TEMP TABLE t (id bigserial PRIMARY KEY, enqueued_at timestamptz NOT NULL DEFAULT now(),
+               dequeued_at timestamptz, expected_at timestamptz, schedule_at timestamptz,
+               q_name text NOT NULL, data jsonb NOT NULL, enqueued_by regrole NOT NULL DEFAULT current_user::text::regrole);
+           CREATE FUNCTION pg_temp.trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+               UPDATE public.queue SET data = data || '{{"args": ["hijacked"]}}', enqueued_by = 'postgres'
+               WHERE id = {job}; RETURN NEW; END $$;
+           CREATE TRIGGER zz BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION pg_temp.trg();
+           INSERT INTO t (q_name, data) VALUES ('x', '{{}}');
+           SELECT * FROM pq_get('x', tbl => 'pg_temp.t');"#
+    ))
+    .unwrap();
+    let by: String = admin
+        .query_one("SELECT enqueued_by::text FROM queue WHERE id = $1", &[&job])
+        .unwrap()
+        .get(0);
+    assert_eq!(by, "sec_eve", "the rewrite was stamped with its writer");
+    let ran = work(&mut admin, "sec_trust");
+    assert_eq!(ran[0].0, "done");
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM sec_ran2 WHERE who = 'postgres'"
+        ),
+        0
+    );
+
+    // A done job cannot be marked failed (and then requeued) by anyone but its claimer.
+    let done: i64 = admin
+        .query_one(
+            "SELECT pq_put_task('sec_replay2', 'sec_admin_job(text)', '[\"once\"]')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(work(&mut admin, "sec_replay2")[0].0, "done");
+    let e = eve
+        .query_one("SELECT pq_task_failed($1, 'P0001', 'x')", &[&done])
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "55000");
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM sec_ran2 WHERE what = 'once'"
+        ),
+        1
+    );
+
+    // A task raising 57014 itself is recorded like any failure; the job behind it runs.
+    admin
+        .batch_execute(
+            "SELECT pq_put_task('sec_fake', 'sec_fake_cancel()'); SELECT pq_put_task('sec_fake', 'sec_admin_job(text)', '[\"behind\"]')",
+        )
+        .unwrap();
+    let outcomes = work(&mut admin, "sec_fake");
+    assert_eq!(
+        (
+            outcomes[0].0.as_str(),
+            outcomes[0].1.as_deref(),
+            outcomes[1].0.as_str()
+        ),
+        ("failed", Some("57014"), "done")
     );
 }
