@@ -8,7 +8,6 @@
 use crate::queue::{get, sql};
 use crate::{Put, Queue, Result, When};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -216,6 +215,72 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_default()
 }
 
+/// The builder methods of a task call, shared by the blocking [`Call`] and the async one: both
+/// hold `args`, `kwargs`, `opts` and `unserializable`. `$tasks` is the type a doc example takes.
+macro_rules! call_builder {
+    ($tasks:literal) => {
+        /// Adds a positional argument; one that does not serialize makes `enqueue` fail with
+        /// [`Error::Task`](crate::Error::Task).
+        ///
+        #[doc = concat!("```no_run\n# let tasks: ", $tasks, " = todo!();\nlet call = tasks.call(\"eat\").arg(\"Cox\").arg(3);\n```")]
+        pub fn arg(mut self, value: impl serde::Serialize) -> Self {
+            match serde_json::to_value(value) {
+                Ok(v) => self.args.push(v),
+                Err(e) => self.unserializable = self.unserializable.or(Some(e.to_string())),
+            }
+            self
+        }
+
+        /// Adds a named argument.
+        ///
+        #[doc = concat!("```no_run\n# let tasks: ", $tasks, " = todo!();\nlet call = tasks.call(\"eat\").kwarg(\"kind\", \"Cox\");\n```")]
+        pub fn kwarg(mut self, name: &str, value: impl serde::Serialize) -> Self {
+            match serde_json::to_value(value) {
+                Ok(v) => {
+                    self.kwargs.insert(name.into(), v);
+                }
+                Err(e) => {
+                    self.unserializable = self.unserializable.or(Some(format!("{name}: {e}")));
+                }
+            }
+            self
+        }
+
+        /// Overrides `schedule_at` for this call (Python's `_schedule_at`).
+        ///
+        #[doc = concat!("```no_run\n# let tasks: ", $tasks, " = todo!();\nlet call = tasks.call(\"eat\").schedule_at(\"5m\");\n```")]
+        pub fn schedule_at(mut self, when: impl Into<crate::When>) -> Self {
+            self.opts.schedule_at = Some(when.into());
+            self
+        }
+
+        /// Overrides `expected_at` for this call (Python's `_expected_at`).
+        ///
+        #[doc = concat!("```no_run\n# let tasks: ", $tasks, " = todo!();\nlet call = tasks.call(\"eat\").expected_at(\"2m\");\n```")]
+        pub fn expected_at(mut self, when: impl Into<crate::When>) -> Self {
+            self.opts.expected_at = Some(when.into());
+            self
+        }
+
+        /// Overrides `max_retries` for this call.
+        ///
+        #[doc = concat!("```no_run\n# let tasks: ", $tasks, " = todo!();\nlet call = tasks.call(\"eat\").max_retries(3);\n```")]
+        pub fn max_retries(mut self, n: u32) -> Self {
+            self.opts.max_retries = n;
+            self
+        }
+
+        /// Overrides `retry_in` for this call.
+        ///
+        #[doc = concat!("```no_run\n# let tasks: ", $tasks, " = todo!();\nlet call = tasks.call(\"eat\").retry_in(\"10s\");\n```")]
+        pub fn retry_in(mut self, spec: &str) -> Self {
+            self.opts.retry_in = spec.into();
+            self
+        }
+    };
+}
+pub(crate) use call_builder;
+
 /// One task call being built; [`Call::enqueue`] puts it.
 pub struct Call<'t> {
     tasks: &'t Tasks,
@@ -228,51 +293,7 @@ pub struct Call<'t> {
 }
 
 impl Call<'_> {
-    /// Adds a positional argument.
-    pub fn arg(mut self, value: impl Serialize) -> Self {
-        match serde_json::to_value(value) {
-            Ok(v) => self.args.push(v),
-            Err(e) => self.unserializable = self.unserializable.or(Some(e.to_string())),
-        }
-        self
-    }
-
-    /// Adds a named argument.
-    pub fn kwarg(mut self, name: &str, value: impl Serialize) -> Self {
-        match serde_json::to_value(value) {
-            Ok(v) => {
-                self.kwargs.insert(name.into(), v);
-            }
-            Err(e) => {
-                self.unserializable = self.unserializable.or(Some(format!("{name}: {e}")));
-            }
-        }
-        self
-    }
-
-    /// Overrides `schedule_at` for this call (Python's `_schedule_at`).
-    pub fn schedule_at(mut self, when: impl Into<When>) -> Self {
-        self.opts.schedule_at = Some(when.into());
-        self
-    }
-
-    /// Overrides `expected_at` for this call (Python's `_expected_at`).
-    pub fn expected_at(mut self, when: impl Into<When>) -> Self {
-        self.opts.expected_at = Some(when.into());
-        self
-    }
-
-    /// Overrides `max_retries` for this call.
-    pub fn max_retries(mut self, n: u32) -> Self {
-        self.opts.max_retries = n;
-        self
-    }
-
-    /// Overrides `retry_in` for this call.
-    pub fn retry_in(mut self, spec: &str) -> Self {
-        self.opts.retry_in = spec.into();
-        self
-    }
+    call_builder!("pq_client::Tasks");
 
     /// Enqueues the call as a task job; returns its id.
     pub fn enqueue(self) -> Result<i64> {

@@ -13,7 +13,6 @@ use crate::{Put, Result, TaskCall, TaskOptions};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -267,81 +266,7 @@ pub struct Call<'t> {
 }
 
 impl Call<'_> {
-    /// Adds a positional argument.
-    ///
-    /// ```no_run
-    /// # let tasks: pq_client::asynchronous::Tasks = todo!();
-    /// let call = tasks.call("eat").arg("Cox").arg(3);
-    /// ```
-    pub fn arg(mut self, value: impl Serialize) -> Self {
-        match serde_json::to_value(value) {
-            Ok(v) => self.args.push(v),
-            Err(e) => self.unserializable = self.unserializable.or(Some(e.to_string())),
-        }
-        self
-    }
-
-    /// Adds a named argument.
-    ///
-    /// ```no_run
-    /// # let tasks: pq_client::asynchronous::Tasks = todo!();
-    /// let call = tasks.call("eat").kwarg("kind", "Cox");
-    /// ```
-    pub fn kwarg(mut self, name: &str, value: impl Serialize) -> Self {
-        match serde_json::to_value(value) {
-            Ok(v) => {
-                self.kwargs.insert(name.into(), v);
-            }
-            Err(e) => {
-                self.unserializable = self.unserializable.or(Some(format!("{name}: {e}")));
-            }
-        }
-        self
-    }
-
-    /// Overrides `schedule_at` for this call (Python's `_schedule_at`).
-    ///
-    /// ```no_run
-    /// # let tasks: pq_client::asynchronous::Tasks = todo!();
-    /// let call = tasks.call("eat").schedule_at("5m");
-    /// ```
-    pub fn schedule_at(mut self, when: impl Into<crate::When>) -> Self {
-        self.opts.schedule_at = Some(when.into());
-        self
-    }
-
-    /// Overrides `expected_at` for this call (Python's `_expected_at`).
-    ///
-    /// ```no_run
-    /// # let tasks: pq_client::asynchronous::Tasks = todo!();
-    /// let call = tasks.call("eat").expected_at(std::time::Duration::from_secs(60));
-    /// ```
-    pub fn expected_at(mut self, when: impl Into<crate::When>) -> Self {
-        self.opts.expected_at = Some(when.into());
-        self
-    }
-
-    /// Overrides `max_retries` for this call.
-    ///
-    /// ```no_run
-    /// # let tasks: pq_client::asynchronous::Tasks = todo!();
-    /// let call = tasks.call("eat").max_retries(3);
-    /// ```
-    pub fn max_retries(mut self, n: u32) -> Self {
-        self.opts.max_retries = n;
-        self
-    }
-
-    /// Overrides `retry_in` for this call.
-    ///
-    /// ```no_run
-    /// # let tasks: pq_client::asynchronous::Tasks = todo!();
-    /// let call = tasks.call("eat").max_retries(3).retry_in("10s");
-    /// ```
-    pub fn retry_in(mut self, spec: &str) -> Self {
-        self.opts.retry_in = spec.into();
-        self
-    }
+    crate::task::call_builder!("pq_client::asynchronous::Tasks");
 
     /// Enqueues the call as a task job with `pq_put_task(..., external => true)`; returns
     /// its id.
