@@ -126,6 +126,29 @@ pub fn claim(
     })
 }
 
+thread_local! {
+    /// The jobs this transaction claimed and has not yet recorded an outcome for: only these
+    /// may be reported failed (`pq_task_failed`), so nobody can replay a done job as its
+    /// enqueuer by marking it failed. Forgotten at commit and abort (`wake::on_xact_event`).
+    static CLAIMED: std::cell::RefCell<std::collections::HashSet<(pg_sys::Oid, i64)>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// Whether this transaction claimed job `id` of `table` and has not recorded its outcome;
+/// forgets it, so an outcome is recorded once.
+///
+/// ```ignore
+/// if !claim::take_claim(table.oid, id) { /* not ours to report */ }
+/// ```
+pub fn take_claim(table: pg_sys::Oid, id: i64) -> bool {
+    CLAIMED.with(|c| c.borrow_mut().remove(&(table, id)))
+}
+
+/// Forgets every claim of the transaction that just ended.
+pub fn forget_claims() {
+    CLAIMED.with(|c| c.borrow_mut().clear());
+}
+
 /// The wall clock, for readiness: `now()` is frozen at transaction start.
 pub fn clock() -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })
@@ -175,6 +198,7 @@ fn claim_one(
         let row = rows.first();
         let col = |i| row.get_datum_by_ordinal(i).ok().flatten();
         let data = col(2).expect("data is NOT NULL");
+        CLAIMED.with(|c| c.borrow_mut().insert((table.oid, id)));
         Some(Job {
             id,
             // SAFETY: a jsonb varlena, copied into a context that outlives SPI.

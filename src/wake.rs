@@ -93,12 +93,23 @@ fn wake_on_commit(table: &QueueTable, queue: &str) {
     });
 }
 
-/// Transaction callback, registered in `_PG_init`: wakes waiters after commit, forgets on abort.
+/// Transaction callback, registered in `_PG_init`: wakes waiters after commit, forgets on abort;
+/// either way forgets the transaction's claims (see `claim::take_claim`).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn on_xact_event(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
+    if matches!(
+        event,
+        pg_sys::XactEvent::XACT_EVENT_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_PREPARE
+    ) {
+        crate::claim::forget_claims();
+    }
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));

@@ -103,6 +103,9 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
     outcomes
 }
 
+/// The longest error message kept in a job's `errors`, in bytes.
+const MAX_MESSAGE: usize = 4000;
+
 /// SQLSTATEs pq records for jobs it refuses or cannot read.
 const INSUFFICIENT_PRIVILEGE: &str = "42501";
 const INVALID_PARAMETER_VALUE: &str = "22023";
@@ -197,6 +200,8 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
     let function = task
         .as_ref()
         .map_or_else(|| field(job.data.0, "function"), |t| t.function.clone());
+    // Recorded here, once: the job is no longer this transaction's to report.
+    crate::claim::take_claim(table.oid, job.id);
     record(table, job.id, &function, task.as_ref(), error)
 }
 
@@ -347,6 +352,14 @@ fn record(
             Err(e) => error.message = format!("{}; not retried: retry_in {e}", error.message),
         }
     }
+    // Messages can echo job data (a bad value, a huge argument): keep them bounded.
+    if error.message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !error.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.message = format!("{}… (truncated)", &error.message[..end]);
+    }
     let entry = json!({ "attempt": attempt, "sqlstate": error.sqlstate, "message": error.message,
                         "at": clock().to_iso_string() });
     let args = [
@@ -356,10 +369,21 @@ fn record(
         attempt.into(),
         clock().into(),
     ];
-    let queue = crate::enqueuer::as_pq(table.oid, id, || {
-        table.one::<String>(Stmt::TaskOutcome, &args)
-    })
-    .unwrap_or_default();
+    // In a subtransaction: a payload too big to take one more error (jsonb's 256 MB limit) must
+    // not abort the run and leave the job at the head of the queue. It stays consumed, logged.
+    let mut queue = String::new();
+    if let Some(f) = crate::subxact::catching(|| {
+        queue = crate::enqueuer::as_pq(table.oid, id, || {
+            table.one::<String>(Stmt::TaskOutcome, &args)
+        })
+        .unwrap_or_default();
+    }) {
+        pgrx::warning!(
+            "pq: could not record the failure of job {id} ({}); it is consumed without a record",
+            f.message
+        );
+        due = None;
+    }
     if due.is_some() {
         // Back in the queue: blocked workers should look again.
         crate::wake::announce(table, &queue);
@@ -503,10 +527,14 @@ fn pq_task_failed(
             "pass the id of a task job you claimed",
         )
     };
-    // Only the transaction that claimed a job may say how it went: otherwise anyone with
-    // UPDATE could mark a done job failed and requeue it, replaying it as its enqueuer.
+    // Only the transaction that claimed a job may say how it went, once: otherwise anyone with
+    // UPDATE could mark a done job failed and requeue it, replaying it as its enqueuer. (The
+    // row's xmin alone would not do: any UPDATE, even a no-op, makes it the writer's.)
     // SAFETY: a lookup in this backend's own transaction state.
-    if !claimed || !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
+    if !claimed
+        || !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) }
+        || !crate::claim::take_claim(table.oid, id)
+    {
         raise(
             ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("job {id} is not claimed by this transaction"),

@@ -877,3 +877,65 @@ fn second_review_trust_replays_and_fake_cancels() {
         ("failed", Some("57014"), "done")
     );
 }
+
+/// What a third review found: a no-op UPDATE (which makes the caller the row's last writer)
+/// does not let anyone but the claiming transaction report a done job failed; and a job whose
+/// error message would echo 135 MB of its own data is recorded (message truncated), not left
+/// at the head of the queue.
+#[test]
+fn third_review_noop_updates_and_huge_messages() {
+    let mut admin = connect();
+    role(&mut admin, "sec_r3", "consumer");
+    admin
+        .batch_execute(
+            r#"CREATE TABLE IF NOT EXISTS sec_r3_ran (x text);
+               CREATE OR REPLACE FUNCTION sec_r3_job(x text) RETURNS void LANGUAGE sql
+                   AS $$ INSERT INTO public.sec_r3_ran VALUES (x) $$;
+               SELECT pq_register_task('sec_r3_job(text)');"#,
+        )
+        .unwrap();
+    let done: i64 = admin
+        .query_one(
+            "SELECT pq_put_task('sec_r3', 'sec_r3_job(text)', '[\"once\"]', max_retries => 5)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(work(&mut admin, "sec_r3")[0].0, "done");
+    let mut attacker = connect();
+    attacker.batch_execute("SET ROLE sec_r3; BEGIN").unwrap();
+    attacker
+        .execute("UPDATE queue SET q_name = q_name WHERE id = $1", &[&done])
+        .unwrap();
+    let e = attacker
+        .query_one("SELECT pq_task_failed($1, 'P0001', 'replay')", &[&done])
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "55000");
+    attacker.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM sec_r3_ran"), 1);
+
+    admin
+        .batch_execute(
+            r#"SELECT pq_put('sec_r3_big', jsonb_build_object('function', 'public.sec_r3_job(text)',
+                   'args', '["x"]'::jsonb, 'timeout', repeat('x', 135000000)));
+               SELECT pq_put_task('sec_r3_big', 'sec_r3_job(text)', '["behind"]');"#,
+        )
+        .unwrap();
+    let outcomes = work(&mut admin, "sec_r3_big");
+    assert_eq!(
+        (
+            outcomes[0].0.as_str(),
+            outcomes[0].1.as_deref(),
+            outcomes[1].0.as_str()
+        ),
+        ("failed", Some("22007"), "done")
+    );
+    assert!(outcomes[0].2.as_deref().unwrap().len() < 5000);
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM sec_r3_ran WHERE x = 'behind'"
+        ),
+        1
+    );
+}
