@@ -6,6 +6,30 @@
 
 use pgrx::prelude::*;
 
+/// Sets `name` to `value` at the current GUC nest level (`GUC_ACTION_SAVE`, as a function's
+/// `SET` clause does): the end of that level, or of the (sub)transaction, restores it.
+///
+/// # Safety
+/// Must be paired with `NewGUCNestLevel` / `AtEOXact_GUC` by the caller.
+pub unsafe fn set_saved(
+    name: &std::ffi::CStr,
+    value: &std::ffi::CStr,
+    context: pg_sys::GucContext::Type,
+) {
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Proof that pq's settings are pinned, for as long as it is borrowed: made only by [`pinned`].
 pub struct Pinned(());
 
@@ -33,16 +57,7 @@ pub fn pinned<R>(f: impl FnOnce(&Pinned) -> R) -> R {
             (c"enable_bitmapscan", c"off"),
         ];
         for (name, value) in settings {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            set_saved(name, value, pg_sys::GucContext::PGC_USERSET);
         }
         let r = f(&Pinned(()));
         pg_sys::AtEOXact_GUC(true, level);

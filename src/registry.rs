@@ -63,40 +63,13 @@ fn check_owner(function: pg_sys::Oid, signature: &str, verb: &str) {
     }
 }
 
-/// Runs `f` as `owner` (the registry's), as a `SECURITY DEFINER` function runs as its owner:
-/// `SET ROLE` is refused inside, and the previous user is restored after, or by the abort.
-fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-    }
-    let r = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
-    r
-}
-
-fn signature(function: pg_sys::Oid) -> String {
-    pinned(|_| unsafe {
-        pgrx::direct_function_call::<&std::ffi::CStr>(
-            pg_sys::regprocedureout,
-            &[function.into_datum()],
-        )
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-    })
-}
-
 /// Runs the registry statement `sql` (`{registry}` for the table) for `function`; true when it
 /// changed a row.
 fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
     let (name, owner) = registry();
     let sql = sql.replace("{registry}", &name);
     pinned(|_| {
-        as_owner(owner, || {
+        crate::sandbox::as_role(owner, 0, || {
             Spi::connect_mut(|client| {
                 let mut args = vec![function.into()];
                 if let Some(role) = extra {
@@ -123,7 +96,7 @@ fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
 fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
     let function = require(function, "function", "'eat(text)'");
     pinned(|_| {
-        check_owner(function, &signature(function), "register");
+        check_owner(function, &crate::task::signature(function), "register");
         write(
             include_str!("queries/registry_add.sql"),
             function,
@@ -142,7 +115,7 @@ fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
 fn pq_unregister_task(function: Option<pg_sys::Oid>) -> bool {
     let function = require(function, "function", "'eat(text)'");
     pinned(|_| {
-        check_owner(function, &signature(function), "unregister");
+        check_owner(function, &crate::task::signature(function), "unregister");
         write(include_str!("queries/registry_remove.sql"), function, None)
     })
 }

@@ -43,52 +43,50 @@ pub fn default_timeout() -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms as u64))
 }
 
-/// Runs `f` as `role` from the task settings. On success the caller's identity and settings
-/// are restored here; when `f` raises, the enclosing subtransaction's abort restores both.
-pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+/// Runs `f` as `role`, as a `SECURITY DEFINER` function runs as its owner (`SET ROLE` refused
+/// inside), with `flags` added to the security context. The caller's identity is restored
+/// here on success; when `f` raises, the (sub)transaction's abort restores it.
+///
+/// ```ignore
+/// sandbox::as_role(owner, 0, || write_registry());
+/// ```
+pub fn as_role<R>(role: pg_sys::Oid, flags: i32, f: impl FnOnce() -> R) -> R {
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
-    // SAFETY: plain calls into PostgreSQL's user-id and GUC machinery, paired below.
-    let level = unsafe {
+    // SAFETY: plain calls into PostgreSQL's user-id machinery, paired below.
+    unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        // A security-restricted operation, as PostgreSQL runs index functions during
-        // maintenance: besides SET ROLE, it refuses temporary objects, which would outlive the
-        // task in the caller's session and could shadow its tables.
         pg_sys::SetUserIdAndSecContext(
             role,
-            context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | flags,
         );
-        let level = pg_sys::NewGUCNestLevel();
-        set(
-            c"search_path",
-            TASK_SEARCH_PATH,
-            pg_sys::GucContext::PGC_USERSET,
-        );
-        level
-    };
-    let r = f();
-    unsafe {
-        // Undo every setting the task made, as an aborted subtransaction would.
-        pg_sys::AtEOXact_GUC(false, level);
-        pg_sys::SetUserIdAndSecContext(user, context);
     }
+    let r = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
     r
 }
 
-unsafe fn set(name: &std::ffi::CStr, value: &std::ffi::CStr, context: pg_sys::GucContext::Type) {
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            context,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
+/// Runs `f` as `role` from the task settings. On success the caller's identity and settings
+/// are restored here; when `f` raises, the enclosing subtransaction's abort restores both.
+pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    // A security-restricted operation, as PostgreSQL runs index functions during maintenance:
+    // besides SET ROLE, it refuses temporary objects, which would outlive the task in the
+    // caller's session and could shadow its tables.
+    as_role(role, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, || {
+        // SAFETY: a GUC nest level of our own, ended below (or by the abort).
+        let level = unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            crate::pinning::set_saved(
+                c"search_path",
+                TASK_SEARCH_PATH,
+                pg_sys::GucContext::PGC_USERSET,
+            );
+            level
+        };
+        let r = f();
+        // Undo every setting the task made, as an aborted subtransaction would.
+        unsafe { pg_sys::AtEOXact_GUC(false, level) };
+        r
+    })
 }
 
 // utils/timeout.h is not in pgrx's bindings. TimeoutId is a C enum (an int); STATEMENT_TIMEOUT
@@ -153,7 +151,6 @@ impl Drop for Deadline {
 #[derive(PartialEq)]
 struct Held {
     tag: [u32; 4],
-    class: u16,
     mode: i32,
 }
 
@@ -181,7 +178,6 @@ fn advisory_locks() -> Vec<(pg_sys::LOCKTAG, Held)> {
                             tag.locktag_field3,
                             tag.locktag_field4 as u32,
                         ],
-                        class: tag.locktag_field4,
                         mode,
                     };
                     held.push((tag, key));
@@ -214,12 +210,12 @@ impl Locks {
         unsafe {
             // LockRelease warns about locks held only at transaction level: not for the log.
             let level = pg_sys::NewGUCNestLevel();
-            set(
+            crate::pinning::set_saved(
                 c"client_min_messages",
                 c"error",
                 pg_sys::GucContext::PGC_SUSET,
             );
-            set(c"log_min_messages", c"error", pg_sys::GucContext::PGC_SUSET);
+            crate::pinning::set_saved(c"log_min_messages", c"error", pg_sys::GucContext::PGC_SUSET);
             for (tag, held) in &new {
                 while pg_sys::LockRelease(tag, held.mode, true) {}
             }

@@ -178,7 +178,7 @@ fn quote_ident(s: &str) -> String {
 
 /// The oid of a function named as `regprocedure` (`'eat(text)'`) or, without parentheses, a
 /// unique `regproc` name (`'eat'`), resolved in the caller's search_path.
-fn resolve_function(name: &str) -> pg_sys::Oid {
+pub fn resolve_function(name: &str) -> pg_sys::Oid {
     let input = if name.contains('(') {
         pg_sys::regprocedurein
     } else {
@@ -228,7 +228,7 @@ fn check_enqueue(function: pg_sys::Oid) {
 
 /// `public.eat(text)`: a function's signature, schema-qualified unless in pg_catalog (printed
 /// under the pinned search_path).
-fn signature(oid: pg_sys::Oid) -> String {
+pub fn signature(oid: pg_sys::Oid) -> String {
     unsafe { direct_function_call::<&std::ffi::CStr>(pg_sys::regprocedureout, &[oid.into_datum()]) }
         .expect("regprocedure output")
         .to_string_lossy()
@@ -300,10 +300,7 @@ fn pq_put_task(
     let retry_in = require(retry_in, "retry_in", "'30s'");
     retry_in.resolve("retry_in"); // checked now, applied at each failure
     if let Some(t) = timeout {
-        if !matches!(
-            crate::timespec::parse(t),
-            Ok(crate::timespec::Parsed::After(_))
-        ) {
+        if crate::timespec::duration(t).is_err() {
             raise(
                 ERRCODE_INVALID_DATETIME_FORMAT,
                 format!("invalid task timeout {t:?}: not a duration"),

@@ -59,6 +59,18 @@ pub fn parse(spec: &str) -> Result<Parsed<'_>, SpecError> {
     }
 }
 
+/// A duration such as `"30s"` (a task's `timeout` or `retry_in`), or why it is not one.
+///
+/// ```ignore
+/// assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+/// ```
+pub fn duration(spec: &str) -> Result<std::time::Duration, String> {
+    match parse(spec) {
+        Ok(Parsed::After(d)) => Ok(d),
+        _ => Err(format!("{spec:?} is not a duration such as '30s' or '5m'")),
+    }
+}
+
 /// Text: a humantime duration, or failing that an absolute timestamp.
 ///
 /// `"5m"` is five minutes from now; `"2026-11-24 12:00+00"` is that instant.

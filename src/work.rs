@@ -18,7 +18,7 @@ use crate::sandbox::{self, Deadline, Locks};
 use crate::subxact::{self, Failure};
 use crate::table::{QueueTable, Stmt};
 use crate::task::{self, Task};
-use crate::timespec::{self, Parsed};
+use crate::timespec::duration;
 use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
@@ -167,7 +167,8 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
         *task.borrow_mut() = Some(parsed.clone());
         // Everything from here runs as the enqueuer: even looking up the function's name.
         sandbox::run_as(job.enqueued_by, || {
-            let oid = pinned(|_| resolve(&parsed.function));
+            // The signature stored at enqueue time, resolved under the pinned search_path.
+            let oid = pinned(|_| task::resolve_function(&parsed.function));
             if let Err(e) = permit(table, oid, job.enqueued_by, &parsed.function) {
                 *refused.borrow_mut() = Some(e);
                 return;
@@ -246,16 +247,6 @@ fn decode(data: pg_sys::Datum) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-/// The oid of a task's function, from the signature stored at enqueue time (resolved under
-/// the pinned search_path, so no caller's path can redirect it).
-fn resolve(signature: &str) -> pg_sys::Oid {
-    let name = std::ffi::CString::new(signature).unwrap_or_default();
-    unsafe {
-        direct_function_call::<pg_sys::Oid>(pg_sys::regprocedurein, &[name.as_c_str().into_datum()])
-    }
-    .expect("regprocedure input never returns NULL")
-}
-
 /// A job may run its task only if the function is registered and the role that enqueued the
 /// job still exists and may execute it. Refusals are 42501 and final.
 fn permit(
@@ -312,14 +303,6 @@ fn permit(
             "the queue table cannot vouch that role {role} enqueued task {name}: its owner may write enqueued_by at will (or its pq_enqueued_by trigger is disabled)"
         )),
         Some(_) => Ok(()),
-    }
-}
-
-/// A task's `timeout` or `retry_in`: a duration such as `"30s"`.
-fn duration(spec: &str) -> Result<Duration, String> {
-    match timespec::parse(spec) {
-        Ok(Parsed::After(d)) => Ok(d),
-        _ => Err(format!("{spec:?} is not a duration such as '30s' or '5m'")),
     }
 }
 

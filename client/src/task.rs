@@ -279,6 +279,8 @@ macro_rules! call_builder {
         }
     };
 }
+// The async client names it by path; the blocking one uses it in place.
+#[cfg(feature = "async")]
 pub(crate) use call_builder;
 
 /// One task call being built; [`Call::enqueue`] puts it.
