@@ -84,8 +84,8 @@ def fill(queue, n, table="queue"):
     sql(f"VACUUM ANALYZE {table}")
 
 
-def pgbench(script, clients, transactions=None):
-    return pgbench_env(script, clients, transactions)
+def pgbench(script, clients, transactions=None, protocol="simple"):
+    return pgbench_env(script, clients, transactions, protocol=protocol)
 
 
 def _py_worker(args):
@@ -131,13 +131,130 @@ def compare(impls):
     return {name: statistics.median(v) for name, v in values.items()}
 
 
-def pgbench_env(script, clients, transactions=None, **settings):
-    """pgbench with session settings (e.g. pq.notify=off) passed as startup options."""
+def pgbench_env(script, clients, transactions=None, protocol="simple", **settings):
+    """pgbench with session settings (e.g. pq.notify=off) passed as startup options; protocol
+    "prepared" is what drivers use (parse and plan once per connection)."""
     env = dict(os.environ, PGOPTIONS=" ".join(f"-c {k.replace('_', '.', 1)}={v}" for k, v in settings.items()))
-    cmd = [PGBENCH, "-n", "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients)]
+    cmd = [PGBENCH, "-n", "-M", protocol, "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients)]
     cmd += ["-t", str(transactions)] if transactions else ["-T", str(SECONDS)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
+
+
+def pgmq_impls(op, clients, fill_n=0):
+    """PGMQ (pure SQL, installed by bench/pgmq_peer.py) as a peer row, when it installed."""
+    return {}
+
+
+def pgbench_series(script, clients, seconds, every):
+    """tps per `every`-second interval of one pgbench run (its progress report)."""
+    cmd = [PGBENCH, "-n", "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients),
+           "-T", str(seconds), "-P", str(every)]
+    err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+    return [float(x) for x in re.findall(r"progress: [0-9.]+ s, ([0-9.]+) tps", err)]
+
+
+HELD_SECONDS = 6 if SMOKE else 60
+HELD_EVERY = 2 if SMOKE else 5
+
+
+def held_snapshot():
+    """A 4-client put+get churn, clean and with another session idle in a REPEATABLE READ
+    transaction (which keeps VACUUM from removing what the churn consumes), pq and raw SQL:
+    tps per interval, for the curve. Returns {(impl, held): [tps...]}."""
+    series = {}
+    for impl, script, table in (("pq", "churn_pq.sql", "queue"), ("SKIP LOCKED CTE", "churn_raw.sql", "raw_queue")):
+        for held in (False, True):
+            reset(table)
+            fill("churn", 1000, table)
+            holder = None
+            if held:
+                holder = psycopg2.connect(URL)
+                holder.set_session(isolation_level="REPEATABLE READ")
+                holder.cursor().execute("SELECT count(*) FROM pg_class")  # takes the snapshot
+            try:
+                series[(impl, held)] = pgbench_series(script, 4, HELD_SECONDS, HELD_EVERY)
+            finally:
+                if holder:
+                    holder.rollback()
+                    holder.close()
+            print(f"  churn {impl:<16} held={held!s:<5} tps per {HELD_EVERY}s: {[round(x) for x in series[(impl, held)]]}", flush=True)
+    return series
+
+
+BIG = 100_000  # bytes of payload
+
+
+def big_payloads(record):
+    """get with 100 KB payloads (incompressible hex, so TOASTed): pq_get vs the hand-written
+    claim returning the same columns."""
+    n = 50 if SMOKE else 500
+    for c in CLIENTS:
+        def fill_big(table):
+            reset(table)
+            sql(f"INSERT INTO {table} (q_name, data) SELECT 'big', jsonb_build_object('blob', "
+                f"(SELECT string_agg(md5(random()::text || g::text || k::text), '') FROM generate_series(1, {BIG // 32}) k)) "
+                f"FROM generate_series(1, %s) g", c * n + 10)
+            sql(f"VACUUM ANALYZE {table}")
+        runs = compare({
+            "pq_get": (lambda: pgbench("pq_get_big.sql", c, n), lambda: fill_big("queue")),
+            "SKIP LOCKED CTE": (lambda: pgbench("skip_locked_get_big.sql", c, n), lambda: fill_big("raw_queue")),
+        })
+        for impl, v in runs.items():
+            record("get, 100 KB payloads", impl, c, False, v)
+
+
+def postgres_cpu_ticks():
+    """CPU ticks (user + system) of every process of the cluster's user (postgres)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != PG_UID:
+                continue
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+try:
+    import pwd
+    PG_UID = pwd.getpwnam("postgres").pw_uid
+except KeyError:
+    PG_UID = -1
+
+
+def idle_waiters(waiters):
+    """CPU used by the cluster while `waiters` sessions are blocked in pq_get on a quiet queue,
+    as a percentage of one core, over a 10 s window."""
+    import threading
+    reset()
+    conns = [psycopg2.connect(URL) for _ in range(waiters)]
+    window = 3 if SMOKE else 10
+
+    def wait(conn):
+        try:
+            conn.cursor().execute("SELECT * FROM pq_get('idle', %s::interval)", (f"{window + 30} seconds",))
+        except psycopg2.Error:
+            pass
+
+    threads = [threading.Thread(target=wait, args=(c,), daemon=True) for c in conns]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, c0 = time.monotonic(), postgres_cpu_ticks()
+    time.sleep(window)
+    t1, c1 = time.monotonic(), postgres_cpu_ticks()
+    sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Extension' OR wait_event LIKE 'PqQueue%%'")
+    for t in threads:
+        t.join(timeout=10)
+    for c in conns:
+        c.close()
+    return 100.0 * (c1 - c0) / hz / (t1 - t0)
 
 
 def main():
@@ -157,6 +274,9 @@ def main():
                 "pq_put": (lambda: pgbench("pq_put.sql", c), lambda: reset()),
                 "pq_put, pq.notify=off": (lambda: pgbench_env("pq_put.sql", c, pq_notify="off"), lambda: reset()),
                 "raw INSERT": (lambda: pgbench("raw_insert.sql", c), lambda: reset("raw_queue")),
+                "pq_put, prepared": (lambda: pgbench("pq_put.sql", c, protocol="prepared"), lambda: reset()),
+                "raw INSERT, prepared": (lambda: pgbench("raw_insert.sql", c, protocol="prepared"), lambda: reset("raw_queue")),
+                **pgmq_impls("put", c),
                 "Python pq put": (lambda: python_pq("put", c, n), lambda: reset("py_queue")),
                 "client crate put": (lambda: rust("put", c, n), lambda: reset()),
             })
@@ -167,6 +287,9 @@ def main():
             gets = compare({
                 "pq_get": (lambda: pgbench("pq_get.sql", c, n), filled),
                 "SKIP LOCKED CTE": (lambda: pgbench("skip_locked_get.sql", c, n), lambda: filled("raw_queue")),
+                "pq_get, prepared": (lambda: pgbench("pq_get.sql", c, n, protocol="prepared"), filled),
+                "SKIP LOCKED CTE, prepared": (lambda: pgbench("skip_locked_get.sql", c, n, protocol="prepared"), lambda: filled("raw_queue")),
+                **pgmq_impls("get", c, c * n + 10),
                 "Python pq get": (lambda: python_pq("get", c, n), lambda: filled("py_queue")),
                 "client crate get": (lambda: rust("get", c, n), filled),
             })
@@ -204,10 +327,24 @@ def main():
         rows.append(("wake-up latency p50 (ms)", "blocked pq_get", 1, sync, lat["p50_ms"]))
         rows.append(("wake-up latency p99 (ms)", "blocked pq_get", 1, sync, lat["p99_ms"]))
 
-    report(rows)
+    set_sync(False)
+    big_payloads(record)
+    waiters = 20 if SMOKE else 200
+    cpu = idle_waiters(waiters)
+    print(f"  {waiters} idle blocked getters: {cpu:.1f} % of one core", flush=True)
+    rows.append((f"idle cost, {waiters} blocked getters (% of a core)", "blocked pq_get", waiters, False, cpu))
+    reset()
+    out = subprocess.run([RUST_BENCH, "herd", URL, "herd", "20" if SMOKE else "300", str(waiters)], capture_output=True, text=True, check=True).stdout
+    herd = json.loads(out)
+    print(f"  wake-up latency with {waiters} waiters: p50 {herd['p50_ms']:.2f} ms, p99 {herd['p99_ms']:.2f} ms", flush=True)
+    rows.append((f"wake-up latency p50 (ms), {waiters} waiters", "blocked pq_get", waiters, False, herd["p50_ms"]))
+    rows.append((f"wake-up latency p99 (ms), {waiters} waiters", "blocked pq_get", waiters, False, herd["p99_ms"]))
+    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pq_get%' AND pid <> pg_backend_pid()")
+    series = held_snapshot()
+    report(rows, series)
 
 
-def report(rows):
+def report(rows, series):
     get = {(s, i, c, y): v for s, i, c, y, v in rows}
     settings = sql("SELECT name, setting FROM pg_settings WHERE name IN ('shared_buffers', 'fsync', 'max_connections', 'server_version')")
     lines = [
@@ -238,15 +375,60 @@ def report(rows):
     sched = [s for s, *_ in rows if "scheduled" in s][0]
     ratio(f"{hist} / empty", "pq_get", "pq_get", ">= 0.8", hist, "get, empty history")
     ratio(f"{sched} / empty", "pq_get", "pq_get", ">= 0.8", sched, "get, empty history")
+    ratio("pq_put, prepared / raw INSERT, prepared", "pq_put, prepared", "raw INSERT, prepared", ">= 0.95 (sync on: see above)")
+    ratio("pq_get, prepared / SKIP LOCKED CTE, prepared", "pq_get, prepared", "SKIP LOCKED CTE, prepared", ">= 1.2", "get", "get")
+    ratio("get, 100 KB payloads: pq_get / SKIP LOCKED CTE", "pq_get", "SKIP LOCKED CTE", ">= 0.9", "get, 100 KB payloads", "get, 100 KB payloads")
     batch = [get.get(("batch put (jobs)", "pq_put_many x1000", c, False), 0) for c in CLIENTS]
     lines.append(f"| batch put, jobs/s | {batch[0]:,.0f} | {batch[1]:,.0f} | >= 100,000 |")
     p99 = get.get(("wake-up latency p99 (ms)", "blocked pq_get", 1, False))
     lines.append(f"| wake-up latency p99, ms | {p99:.2f} | | < 10 |")
+    lines += ["", "With synchronous_commit = on (the default), put:", "", "| ratio | 1 client | 4 clients | target |", "|---|---:|---:|---|"]
+
+    def ratio_on(name, a, b, target):
+        cells = []
+        for c in CLIENTS:
+            x, y = get.get(("put", a, c, True)), get.get(("put", b, c, True))
+            cells.append(f"{x / y:.2f}" if x and y else "n/a")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {target} |")
+
+    ratio_on("pq_put / raw INSERT", "pq_put", "raw INSERT", ">= 0.95")
+    ratio_on("pq_put, prepared / raw INSERT, prepared", "pq_put, prepared", "raw INSERT, prepared", ">= 0.95")
+    for s_, i, c, y, v in rows:
+        if s_.startswith("idle cost") or "waiters" in s_:
+            lines.append(f"| {s_} | {v:.2f} | | {'< 5' if s_.startswith('idle') else '< 10' if 'p99' in s_ else ''} |")
+    lines += ["", f"Held snapshot: 4-client put+get churn (synchronous_commit = off), tps per {HELD_EVERY} s; "
+              "'held': another session idle in a REPEATABLE READ transaction from the start:", "",
+              "| implementation | held | " + " | ".join(f"{(k + 1) * HELD_EVERY} s" for k in range(max(len(v) for v in series.values()))) + " |",
+              "|---|---|" + "---:|" * max(len(v) for v in series.values())]
+    for (impl, held), v in series.items():
+        lines.append(f"| {impl} | {'yes' if held else 'no'} | " + " | ".join(f"{x:,.0f}" for x in v) + " |")
+    for impl in ("pq", "SKIP LOCKED CTE"):
+        clean, held = series[(impl, False)], series[(impl, True)]
+        if clean and held:
+            lines.append(f"\n{impl}: last interval held / median clean = {held[-1] / statistics.median(clean):.2f} (target for pq: >= 0.5)")
     text = "\n".join(lines)
     print("\n" + text)
     with open(os.path.join(OUT, "results-smoke.md" if SMOKE else "results.md"), "w") as f:
         f.write(text + "\n")
     chart(rows)
+    held_chart(series)
+
+
+def held_chart(series):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (impl, held), v in series.items():
+        ax.plot([(k + 1) * HELD_EVERY for k in range(len(v))], v, marker="o", linestyle="-" if held else "--",
+                label=f"{impl}{', snapshot held' if held else ', clean'}")
+    ax.set_xlabel("seconds since the churn (and the held snapshot) started")
+    ax.set_ylabel("transactions per second (put or get)")
+    ax.set_title("4-client put+get churn, with and without a held snapshot")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "held_snapshot-smoke.png" if SMOKE else "held_snapshot.png"), dpi=100)
 
 
 def chart(rows):

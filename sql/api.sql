@@ -67,6 +67,13 @@ AS 'MODULE_PATHNAME', 'pq_update_wrapper';
 COMMENT ON FUNCTION pq_update(text, bigint, jsonb, regclass) IS
 'Replaces a job''s data; true when the job exists. Example: SELECT pq_update(''apples'', 42, ''{"kind":"Bramley"}'')';
 
+CREATE FUNCTION pq_purge(older_than interval DEFAULT NULL, max_rows integer DEFAULT 10000,
+                         failed boolean DEFAULT false, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_purge_wrapper';
+COMMENT ON FUNCTION pq_purge(interval, integer, boolean, regclass) IS
+'Deletes up to max_rows finished jobs dequeued longer ago than older_than (default pq.retention), oldest first; failed task jobs only with failed => true. Example: SELECT pq_purge(''1 day'')';
+
 CREATE FUNCTION pq_channel(queue text)
 RETURNS text LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'pq_channel_wrapper';

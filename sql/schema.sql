@@ -63,10 +63,14 @@ BEGIN
             WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
         CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
             WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
-        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at ON %1$s
+        -- Finished jobs by when they were dequeued: pq_purge deletes the oldest.
+        CREATE INDEX %6$I ON %1$s (dequeued_at) WHERE dequeued_at IS NOT NULL;
+        -- Also tells claims about jobs made ready (src/heads.rs): every column of claim order.
+        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
+            schedule_at, expected_at, q_name ON %1$s
             FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
         $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx',
-           relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx');
+           relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx', relname || '_done_idx');
     RETURN qualified::regclass;
 END
 $fn$;

@@ -17,10 +17,11 @@
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
+use crate::heads::Key;
 pub use crate::job::{Job, Payload};
 use crate::pinning::Pinned;
 use crate::table::{QueueTable, Stmt};
-use pgrx::datum::TimestampWithTimeZone;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -73,57 +74,176 @@ pub fn claim(
     limit: usize,
     memcx: &mut PgMemoryContexts,
 ) -> Vec<Job> {
-    Spi::connect(|client| {
-        let mut jobs = Vec::new();
-        let stmt = match only {
-            Only::SqlTasks => Stmt::SqlTaskCandidates,
-            _ => Stmt::Candidates,
-        };
-        table.with_plan(pinned, client, stmt, |candidates| {
-            let mut cursor = client
-                .try_open_cursor(candidates, &[queue.into(), clock().into(), i64::MAX.into()])
-                .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
-            let mut want = limit as i64;
-            loop {
-                let rows: Vec<(i64, Option<String>, pg_sys::TransactionId)> = cursor
-                    .fetch(want)
-                    .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
-                    .map(|row| {
-                        let id = row.get::<i64>(1).ok().flatten().expect("id is NOT NULL");
-                        let xmax = row.get::<pg_sys::TransactionId>(3).ok().flatten();
-                        let xmax = xmax.unwrap_or(pg_sys::InvalidTransactionId);
-                        (id, row.get::<String>(2).ok().flatten(), xmax)
-                    })
-                    .collect();
-                for (id, function, xmax) in &rows {
-                    let id = *id;
-                    if !only.admits(function.as_deref()) {
-                        continue;
-                    }
-                    let stmt = if try_lock(table, id) {
-                        Some(Stmt::Claim)
-                    } else if !being_claimed(*xmax) {
-                        Some(Stmt::ClaimSquatted)
-                    } else {
-                        None
-                    };
-                    if let Some(stmt) = stmt {
-                        if let Some(job) = claim_one(pinned, client, table, stmt, id, memcx) {
-                            jobs.push(job);
-                            if jobs.len() == limit {
-                                return;
-                            }
-                        }
-                    }
-                }
-                if (rows.len() as i64) < want {
-                    return; // the cursor is exhausted
-                }
-                want = MORE_CANDIDATES;
-            }
+    // The queue's head (see `heads`), read before the cursor takes its snapshot. Only a plain
+    // claim in READ COMMITTED may move it: a client worker's claim skips jobs it does not
+    // admit, and an older snapshot (REPEATABLE READ) may not have seen jobs put since.
+    let mut start = match only {
+        Only::SqlTasks => None,
+        _ => crate::heads::start(table.oid, queue),
+    };
+    let advancing = matches!(only, Only::All)
+        && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
+    let mut jobs = Vec::new();
+    loop {
+        let from = start.map_or(Key::MIN, |s| s.from);
+        let passed = Spi::connect(|client| {
+            claim_from(pinned, client, table, queue, only, limit, from, &mut jobs, memcx)
         });
-        jobs
-    })
+        if let (Some(s), Some(to), true) = (&start, passed, advancing) {
+            crate::heads::advance(s, to);
+        }
+        if !jobs.is_empty() {
+            return jobs;
+        }
+        // Nothing from the head: now and then, look from the start too (see `heads`).
+        match start.as_ref().and_then(crate::heads::rescan) {
+            Some(s) => start = Some(s),
+            None => return jobs,
+        }
+    }
+}
+
+/// One pass of [`claim`] over the candidates from `from`, pushing claimed jobs to `jobs`.
+/// Returns the key of the last unscheduled candidate in claim order before which every one was
+/// claimed here or found consumed or being claimed (what the head may advance to).
+#[allow(clippy::too_many_arguments)]
+fn claim_from(
+    pinned: &Pinned,
+    client: &SpiClient<'_>,
+    table: &QueueTable,
+    queue: &str,
+    only: Only<'_>,
+    limit: usize,
+    from: Key,
+    jobs: &mut Vec<Job>,
+    memcx: &mut PgMemoryContexts,
+) -> Option<Key> {
+    let stmt = match only {
+        Only::SqlTasks => Stmt::SqlTaskCandidates,
+        _ => Stmt::Candidates,
+    };
+    let (at, id, null_id) = from.bounds();
+    let ts = |t: i64| TimestampWithTimeZone::try_from(t).expect("a bound is a timestamptz");
+    let with_functions = matches!(only, Only::AnyOf(_));
+    let mut passed = None;
+    let mut passing = true;
+    table.with_plan(pinned, client, stmt, |candidates| {
+        let args: Vec<DatumWithOid> = match stmt {
+            Stmt::Candidates => vec![
+                queue.into(),
+                clock().into(),
+                i64::MAX.into(),
+                ts(at).into(),
+                id.into(),
+                null_id.into(),
+                with_functions.into(),
+            ],
+            _ => vec![queue.into(), clock().into(), i64::MAX.into()],
+        };
+        let mut cursor = client
+            .try_open_cursor(candidates, &args)
+            .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
+        let mut want = (limit - jobs.len()) as i64;
+        loop {
+            let rows: Vec<Candidate> = cursor
+                .fetch(want)
+                .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
+                .map(|row| Candidate {
+                    id: row.get::<i64>(1).ok().flatten().expect("id is NOT NULL"),
+                    function: row.get::<String>(2).ok().flatten(),
+                    xmax: row
+                        .get::<pg_sys::TransactionId>(3)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(pg_sys::InvalidTransactionId),
+                    key: Key {
+                        expected_at: row
+                            .get::<TimestampWithTimeZone>(4)
+                            .ok()
+                            .flatten()
+                            .map(|t| t.into_inner()),
+                        id: row.get::<i64>(1).ok().flatten().unwrap_or(0),
+                    },
+                    scheduled: row.get::<bool>(5).ok().flatten().unwrap_or(true),
+                })
+                .collect();
+            for c in &rows {
+                if !only.admits(c.function.as_deref()) {
+                    passing = false;
+                    continue;
+                }
+                let stmt = if try_lock(table, c.id) {
+                    Some(Stmt::Claim)
+                } else if !being_claimed(c.xmax) {
+                    Some(Stmt::ClaimSquatted)
+                } else {
+                    None // being claimed by a running transaction: its abort lowers the head
+                };
+                let mut claimed = false;
+                if let Some(stmt) = stmt {
+                    match claim_one(pinned, client, table, stmt, c.id, memcx) {
+                        Some(job) => {
+                            jobs.push(job);
+                            claimed = true;
+                        }
+                        // A row lock held by someone who may not be claiming it (SKIP LOCKED
+                        // skipped it): the head must not pass it.
+                        None if stmt == Stmt::ClaimSquatted => passing = false,
+                        None => {} // consumed since our snapshot
+                    }
+                }
+                if !c.scheduled {
+                    if claimed {
+                        remember_claim(table, queue, c.key);
+                    }
+                    if passing {
+                        passed = Some(c.key);
+                    }
+                }
+                if jobs.len() == limit {
+                    return;
+                }
+            }
+            if (rows.len() as i64) < want {
+                return; // the cursor is exhausted
+            }
+            want = MORE_CANDIDATES;
+        }
+    });
+    passed
+}
+
+/// A row of the candidates statement.
+struct Candidate {
+    id: i64,
+    function: Option<String>,
+    xmax: pg_sys::TransactionId,
+    key: Key,
+    scheduled: bool,
+}
+
+thread_local! {
+    /// The unscheduled jobs this transaction claimed, by queue: if it (or a subtransaction)
+    /// rolls back, they are ready again, so their queues' heads are lowered and their waiters
+    /// woken (`wake::on_xact_event`).
+    static CLAIMED_KEYS: std::cell::RefCell<Vec<(pg_sys::Oid, String, Key)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn remember_claim(table: &QueueTable, queue: &str, key: Key) {
+    CLAIMED_KEYS.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.iter_mut().find(|(t, q, _)| *t == table.oid && q == queue) {
+            Some(entry) => entry.2 = entry.2.min(key),
+            None => c.push((table.oid, queue.to_string(), key)),
+        }
+    });
+}
+
+/// The earliest key claimed per queue by this transaction so far (kept: an outer transaction
+/// may still hold its claims after a subtransaction rolls back).
+pub fn claimed_keys() -> Vec<(pg_sys::Oid, String, Key)> {
+    CLAIMED_KEYS.with(|c| c.borrow().clone())
 }
 
 thread_local! {
@@ -147,6 +267,7 @@ pub fn take_claim(table: pg_sys::Oid, id: i64) -> bool {
 /// Forgets every claim of the transaction that just ended.
 pub fn forget_claims() {
     CLAIMED.with(|c| c.borrow_mut().clear());
+    CLAIMED_KEYS.with(|c| c.borrow_mut().clear());
 }
 
 /// The wall clock, for readiness: `now()` is frozen at transaction start.

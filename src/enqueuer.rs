@@ -98,6 +98,7 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
         } else {
             given == Some(me)
         };
+        report_pending((*td.tg_relation).rd_id, row, desc);
         if keep {
             return pg_sys::Datum::from(row);
         }
@@ -107,6 +108,27 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
         let stamped =
             pg_sys::heap_modify_tuple_by_cols(row, desc, 1, &mut column, &mut value, &mut null);
         pg_sys::Datum::from(stamped)
+    }
+}
+
+/// Tells `wake` about a row that is pending (not dequeued) after this insert or update, so
+/// its queue's waiters wake at commit and, if it is ready, its queue's head is lowered to it.
+unsafe fn report_pending(table: pg_sys::Oid, row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) {
+    unsafe {
+        if get(row, attnum(desc, c"dequeued_at"), desc).is_some() {
+            return;
+        }
+        let Some(queue) = get(row, attnum(desc, c"q_name"), desc) else {
+            return;
+        };
+        let queue = String::from_datum(queue, false).unwrap_or_default();
+        let ready = get(row, attnum(desc, c"schedule_at"), desc).is_none().then(|| {
+            crate::heads::Key {
+                expected_at: get(row, attnum(desc, c"expected_at"), desc).map(|d| d.value() as i64),
+                id: row_id(row, desc),
+            }
+        });
+        crate::wake::on_pending(table, &queue, ready);
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `put`      | `pq_put`, `pq_put_many`                                         |
 //! | `job`      | a claimed job and its payload, as `pq_get` returns it           |
 //! | `claim`    | advisory-lock claiming of the next ready jobs                   |
+//! | `heads`    | where each queue's claims start (shared memory, when preloaded) |
 //! | `get`      | `pq_get`                                                        |
 //! | `wait`     | blocking waits                                                  |
 //! | `wake`     | waking waiters and listeners at commit (`announce`)             |
@@ -22,6 +23,7 @@
 //! | `sandbox`  | a task's identity, settings, time limit, leftover locks         |
 //! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
 //! | `worker`   | background workers performing tasks for configured queues      |
+//! | `retention`| `pq_purge` and the maintenance worker: finished jobs are deleted |
 //! | `pinning`  | pinning `search_path` and planner settings for pq's statements   |
 //! | `subxact`  | subtransactions that catch a task's error                       |
 //! | `error`    | SQLSTATE-carrying errors for bad input                          |
@@ -39,11 +41,13 @@ mod claim;
 mod enqueuer;
 mod error;
 mod get;
+mod heads;
 mod job;
 mod notify;
 mod pinning;
 mod put;
 mod registry;
+mod retention;
 mod sandbox;
 mod subxact;
 mod table;
@@ -73,13 +77,16 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: registering callbacks once, at library load.
     unsafe {
         pg_sys::RegisterXactCallback(Some(wake::on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(wake::on_subxact_event), std::ptr::null_mut());
         pg_sys::CacheRegisterRelcacheCallback(
             Some(table::on_relcache_invalidation),
             pg_sys::Datum::from(0),
         );
     }
+    heads::init();
     notify::init();
     sandbox::init();
+    retention::init();
     worker::init();
 }
 

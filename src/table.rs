@@ -36,6 +36,7 @@ pub enum Stmt {
     TaskOutcome,
     Requeue,
     JobData,
+    Purge,
 }
 
 impl Stmt {
@@ -56,6 +57,7 @@ impl Stmt {
             Stmt::TaskOutcome => include_str!("queries/task_outcome.sql"),
             Stmt::Requeue => include_str!("queries/requeue.sql"),
             Stmt::JobData => include_str!("queries/job_data.sql"),
+            Stmt::Purge => include_str!("queries/purge.sql"),
         }
     }
 
@@ -64,7 +66,16 @@ impl Stmt {
         let oids: &[pg_sys::BuiltinOid] = match self {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
-            Stmt::Candidates | Stmt::SqlTaskCandidates => &[TEXTOID, TIMESTAMPTZOID, INT8OID],
+            Stmt::Candidates => &[
+                TEXTOID,
+                TIMESTAMPTZOID,
+                INT8OID,
+                TIMESTAMPTZOID,
+                INT8OID,
+                INT8OID,
+                BOOLOID,
+            ],
+            Stmt::SqlTaskCandidates => &[TEXTOID, TIMESTAMPTZOID, INT8OID],
             Stmt::TaskPermit => &[OIDOID, OIDOID, OIDOID],
             Stmt::NextDue => &[TEXTOID, TIMESTAMPTZOID],
             Stmt::Len | Stmt::Clear => &[TEXTOID],
@@ -73,6 +84,7 @@ impl Stmt {
             Stmt::Stats => &[OIDOID],
             Stmt::TaskOutcome => &[INT8OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID],
             Stmt::Requeue | Stmt::JobData => &[INT8OID],
+            Stmt::Purge => &[TIMESTAMPTZOID, INT8OID, BOOLOID],
         };
         oids.iter().map(|o| PgOid::BuiltIn(*o)).collect()
     }

@@ -1,13 +1,17 @@
 //! Blocking waits: a `pq_get` with a timeout sleeps in the server until a job may be ready.
 //!
 //! A waiting backend sleeps on its own latch under its queue's wait event, its "tag" (see
-//! `wake`), where a committing put finds it and sets its latch: the waiter wakes within
-//! milliseconds, re-checks the queue and claims the job. The sleep is also capped at
-//! [`POLL_MS`] as a safety net for wake-ups no put sends: a claimed job returned by a
-//! rollback; a put committing while the waiter's own check waited on a lock or on I/O (any
-//! such wait overwrites the advertised tag until the check ends); and a job put by a prepared
-//! transaction, whose `COMMIT PREPARED` may run in another session. A waiter whose queue has
-//! future jobs sleeps no longer than until the first of them is due.
+//! `wake`), where a committing transaction that made a job of the queue ready finds it and
+//! sets its latch: the waiter wakes within milliseconds, re-checks the queue and claims the
+//! job. Every such commit wakes: a put (`pq_put`, a plain `INSERT`, `COPY`, Python pq's put:
+//! the queue table's trigger reports each pending row), a requeue or retry, and the rollback of
+//! a claim. The sleep is also capped as a safety net for what no commit announces: a put
+//! committing while the waiter's own check waited on a lock or on I/O (any such wait
+//! overwrites the advertised tag until the check ends), and a job put by a prepared
+//! transaction, whose `COMMIT PREPARED` may run in another session. The cap starts at
+//! [`POLL_MS`] and doubles with every quiet re-check up to [`MAX_POLL_MS`], so idle waiters
+//! cost little (200 of them re-check a few hundred times a second in all). A waiter whose
+//! queue has future jobs sleeps no longer than until the first of them is due.
 
 use crate::claim::{claim, clock, Job, Only};
 use crate::pinning::Pinned;
@@ -17,8 +21,10 @@ use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use std::time::{Duration, Instant};
 
-/// Longest sleep between re-checks when no wake-up arrives, in milliseconds.
+/// First sleep between re-checks when no wake-up arrives, in milliseconds.
 pub const POLL_MS: u64 = 100;
+/// Longest one, reached after a few quiet re-checks.
+pub const MAX_POLL_MS: u64 = 1000;
 
 /// Claims up to `limit` jobs, waiting up to `timeout` (`None`: until interrupted) for the
 /// first to become ready. Interruptible by `statement_timeout` and `pg_cancel_backend`.
@@ -37,6 +43,7 @@ pub fn get(
 ) -> Vec<Job> {
     let tag = crate::wake::tag(table, queue);
     let deadline = timeout.map(|t| Instant::now() + t);
+    let mut poll = Duration::from_millis(POLL_MS);
     loop {
         // Advertise the tag before checking, so that a put committing during the check sets
         // our latch and the sleep below returns at once. A lock or I/O wait inside the check
@@ -51,7 +58,7 @@ pub fn get(
             return jobs;
         }
         advertise(tag);
-        let mut sleep = Duration::from_millis(POLL_MS);
+        let mut sleep = poll;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -66,15 +73,21 @@ pub fn get(
         advertise(0); // WaitLatch advertises it again for the sleep itself
         let ms = sleep.as_millis().max(1) as std::ffi::c_long;
         // SAFETY: sleeping on our own latch, as any backend does.
-        unsafe {
+        let woken = unsafe {
             pg_sys::WaitLatch(
                 pg_sys::MyLatch,
                 (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
                 ms,
                 tag,
-            );
-        }
+            )
+        } & pg_sys::WL_LATCH_SET as i32
+            != 0;
         check_for_interrupts!();
+        poll = if woken {
+            Duration::from_millis(POLL_MS)
+        } else {
+            (poll * 2).min(Duration::from_millis(MAX_POLL_MS))
+        };
     }
 }
 

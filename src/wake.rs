@@ -15,6 +15,7 @@
 //!   `pg_stat_activity.wait_event` shows a pq wait by name, and a put wakes the waiters of 1/32
 //!   of the queues (spurious re-checks for the others) instead of 1/65536.
 
+use crate::heads::Key;
 use crate::table::QueueTable;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -40,10 +41,13 @@ pub const BUCKETS: u32 = 32;
 
 /// The wait event a waiter on (`table`, `queue`) sleeps under.
 pub fn tag(table: &QueueTable, queue: &str) -> u32 {
+    tag_of(table.oid, queue)
+}
+
+fn tag_of(table: pg_sys::Oid, queue: &str) -> u32 {
     // FNV-1a: stable, tiny, good enough to spread queues over 16 bits.
     let mut h: u32 = 0x811c9dc5;
     for b in table
-        .oid
         .to_u32()
         .to_le_bytes()
         .iter()
@@ -84,7 +88,10 @@ fn event(h: u32) -> u32 {
 
 /// Remembers that this transaction put into (`table`, `queue`), to wake its waiters at commit.
 fn wake_on_commit(table: &QueueTable, queue: &str) {
-    let t = tag(table, queue);
+    add_pending(tag(table, queue));
+}
+
+fn add_pending(t: u32) {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         if !p.contains(&t) {
@@ -93,38 +100,99 @@ fn wake_on_commit(table: &QueueTable, queue: &str) {
     });
 }
 
-/// Transaction callback, registered in `_PG_init`: wakes waiters after commit, forgets on abort;
+thread_local! {
+    /// Jobs this transaction made ready (the trigger saw them put or put back), the earliest
+    /// per queue: at commit their queues' heads are lowered to them (see `heads`).
+    static READY: RefCell<Vec<(pg_sys::Oid, String, Key)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by the trigger on every queue table for a row that is pending after an `INSERT` or
+/// `UPDATE`: at commit, wake the queue's waiters (whoever wrote the row: `pq_put`, a plain
+/// `INSERT`, `COPY`, Python pq) and, if it is ready now, lower the queue's head to it.
+///
+/// ```ignore
+/// wake::on_pending(table_oid, "apples", Some(Key { expected_at: None, id: 42 }));
+/// ```
+pub fn on_pending(table: pg_sys::Oid, queue: &str, ready: Option<Key>) {
+    add_pending(tag_of(table, queue));
+    let Some(key) = ready.filter(|_| crate::heads::active()) else {
+        return;
+    };
+    READY.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.iter_mut().find(|(t, q, _)| *t == table && q == queue) {
+            Some(entry) => entry.2 = entry.2.min(key),
+            None => r.push((table, queue.to_string(), key)),
+        }
+    });
+}
+
+/// A claim of this transaction was rolled back: its job is ready again. Lowers the queue's
+/// head to it and wakes the queue's waiters now (the rollback is already visible).
+fn on_claims_rolled_back() {
+    let claims = crate::claim::claimed_keys();
+    if claims.is_empty() {
+        return;
+    }
+    let mut tags = Vec::with_capacity(claims.len());
+    for (table, queue, key) in &claims {
+        crate::heads::lower(*table, queue, *key);
+        tags.push(tag_of(*table, queue));
+    }
+    // SAFETY: any backend is attached to shared memory.
+    unsafe { wake(&tags) };
+}
+
+/// Transaction callback, registered in `_PG_init`: after commit, lowers heads and wakes
+/// waiters; after abort, returns rolled-back claims to their heads and wakes their waiters;
 /// either way forgets the transaction's claims (see `claim::take_claim`).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn on_xact_event(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
-    if matches!(
-        event,
-        pg_sys::XactEvent::XACT_EVENT_COMMIT
-            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
-            | pg_sys::XactEvent::XACT_EVENT_ABORT
-            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
-            | pg_sys::XactEvent::XACT_EVENT_PREPARE
-    ) {
-        crate::claim::forget_claims();
-    }
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
+            for (table, queue, key) in READY.with(|r| std::mem::take(&mut *r.borrow_mut())) {
+                crate::heads::lower(table, &queue, key);
+            }
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !tags.is_empty() {
-                wake(&tags);
+                // SAFETY: any backend is attached to shared memory.
+                unsafe { wake(&tags) };
             }
         }
-        // A prepared transaction's COMMIT PREPARED may come from any session, later: its
-        // waiters find its jobs by polling. Its tags must not leak into our next transaction.
-        pg_sys::XactEvent::XACT_EVENT_ABORT
-        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
-        | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
-            PENDING.with(|p| p.borrow_mut().clear());
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            on_claims_rolled_back();
+            forget_pending();
         }
-        _ => {}
+        // A prepared transaction's COMMIT PREPARED may come from any session, later: its
+        // waiters find its jobs by polling, and the heads' full scans find them (see `heads`).
+        // Its tags must not leak into our next transaction.
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => forget_pending(),
+        _ => return,
+    }
+    crate::claim::forget_claims();
+}
+
+fn forget_pending() {
+    PENDING.with(|p| p.borrow_mut().clear());
+    READY.with(|r| r.borrow_mut().clear());
+}
+
+/// Subtransaction callback, registered in `_PG_init`: claims made in a rolled-back
+/// subtransaction (a failed task in `pq_work`, a plpgsql EXCEPTION block) are ready again. The
+/// transaction's earlier claims are returned to their heads too: harmless, as a head lower than
+/// it could be only costs a few skipped entries.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        on_claims_rolled_back();
     }
 }
 

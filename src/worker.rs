@@ -85,6 +85,7 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    crate::retention::register_worker();
     let queues = setting(&QUEUES).unwrap_or_default();
     let queues: Vec<&str> = queues
         .split(',')
@@ -110,6 +111,11 @@ pub fn init() {
                 .load();
         }
     }
+}
+
+/// `pq.worker_database`: where the workers connect.
+pub fn database() -> Option<String> {
+    setting(&DATABASE)
 }
 
 fn setting(g: &GucSetting<Option<CString>>) -> Option<String> {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! bench put|get URL QUEUE CLIENTS OPS_PER_CLIENT
-//! bench latency URL QUEUE SAMPLES
+//! bench latency URL QUEUE SAMPLES            # one blocked getter
+//! bench herd URL QUEUE SAMPLES WAITERS         # WAITERS blocked getters on the queue
 //! ```
 
 use pq_client::Pq;
@@ -84,6 +85,46 @@ fn main() {
                 "{}",
                 json!({"p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "samples": samples})
             );
+        }
+        "herd" => {
+            // Wake-up latency with many blocked getters on one queue: each put is taken by
+            // whichever waiter wins; the latency is from the put's commit to that return.
+            let samples: usize = args[4].parse().unwrap();
+            let waiters: usize = args[5].parse().unwrap();
+            let pq = pool(url, waiters as u32 + 1);
+            let q = pq.queue(queue);
+            let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+            let ready = Arc::new(Barrier::new(waiters + 1));
+            for _ in 0..waiters {
+                let (q, tx, ready) = (q.clone(), tx.clone(), ready.clone());
+                thread::spawn(move || {
+                    ready.wait();
+                    loop {
+                        if let Ok(Some(_)) = q.get_timeout(Duration::from_secs(60)) {
+                            if tx.send(Instant::now()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+            ready.wait();
+            thread::sleep(Duration::from_secs(2)); // all of them blocked in the server
+            let mut latencies = Vec::new();
+            for i in 0..samples {
+                q.put(&json!({"n": i})).unwrap();
+                let committed = Instant::now();
+                let returned = rx.recv_timeout(Duration::from_secs(10)).expect("a waiter woke");
+                latencies.push(returned.saturating_duration_since(committed).as_secs_f64() * 1000.0);
+                thread::sleep(Duration::from_millis(20)); // the winner blocks again
+            }
+            latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+            println!(
+                "{}",
+                json!({"p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "samples": samples, "waiters": waiters})
+            );
+            std::process::exit(0); // the waiters are still blocked
         }
         other => panic!("unknown mode {other}"),
     }

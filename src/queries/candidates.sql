@@ -1,19 +1,31 @@
 -- Ready jobs of queue $1 at time $2 (the clock, not now(): a blocking get outlives its
 -- transaction's start) in claim order: earliest expected_at first, then those without one,
--- ties by id. Two arms so each uses its own partial index: unscheduled jobs come in order
--- straight from queue_ready_idx; scheduled jobs that are due are few and sorted, while the
--- future ones are never visited. Read through a cursor, one candidate at a time.
--- Also returns each job's task function, which the caller filters on in Rust: a filter here
--- would be pushed into both arms and, in a generic plan, turn the index scans into seq scans.
--- And xmax, which tells a job some transaction is claiming (its row is being updated) from
--- one whose advisory lock is merely held (see claim.rs).
-SELECT c.id, c.function, c.xmax
+-- ties by id. Read through a cursor, one candidate at a time. Three arms, each an index scan
+-- that starts where it should:
+-- * unscheduled jobs with an expected_at, from the queue's head ($4, $5; see heads.rs), and
+-- * unscheduled jobs without one, from id $6, both straight from queue_ready_idx: a claim
+--   never walks the entries of jobs consumed before the head, which VACUUM cannot remove while
+--   any session holds an old snapshot;
+-- * scheduled jobs that are due: few, and sorted; the future ones are never visited.
+-- The payload is not read, so skipping a candidate never detoasts it; only a client worker's
+-- claim ($7) reads each candidate's task function, which it filters on in Rust (a filter here
+-- would be pushed into every arm and, in a generic plan, turn the index scans into seq scans).
+-- xmax tells a job some transaction is claiming (its row is being updated) from one whose
+-- advisory lock is merely held (see claim.rs); `scheduled` tells which arm a job came from.
+SELECT c.id, CASE WHEN $7 THEN c.data->>'function' END AS function, c.xmax, c.expected_at,
+       c.scheduled
 FROM (
-    (SELECT id, expected_at, data->>'function' AS function, xmax FROM {table}
+    (SELECT id, expected_at, data, xmax, false AS scheduled FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NULL
+       AND expected_at IS NOT NULL AND (expected_at, id) >= ($4, $5)
      ORDER BY expected_at NULLS LAST, id)
     UNION ALL
-    (SELECT id, expected_at, data->>'function' AS function, xmax FROM {table}
+    (SELECT id, expected_at, data, xmax, false FROM {table}
+     WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NULL
+       AND expected_at IS NULL AND id >= $6
+     ORDER BY expected_at NULLS LAST, id)
+    UNION ALL
+    (SELECT id, expected_at, data, xmax, true FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NOT NULL AND schedule_at <= $2
      ORDER BY expected_at NULLS LAST, id)
 ) AS c

@@ -1,0 +1,1 @@
+SELECT * FROM pq_get('big');
