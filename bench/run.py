@@ -141,9 +141,20 @@ def pgbench_env(script, clients, transactions=None, protocol="simple", **setting
     return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
 
 
+PGMQ = None  # PGMQ's version once bench/pgmq_peer.py installed it (main)
+
+
 def pgmq_impls(op, clients, fill_n=0):
-    """PGMQ (pure SQL, installed by bench/pgmq_peer.py) as a peer row, when it installed."""
-    return {}
+    """PGMQ (its pure-SQL install, fetched by bench/pgmq_peer.py) as a peer row: send, and
+    read with a visibility timeout + delete in one transaction (its claim-and-consume)."""
+    if not PGMQ:
+        return {}
+    import pgmq_peer
+    if op == "put":
+        return {f"PGMQ {PGMQ} send": (lambda: pgbench("pgmq_send.sql", clients), lambda: pgmq_peer.reset(sql))}
+    n = (fill_n - 10) // clients
+    return {f"PGMQ {PGMQ} read+delete": (lambda: pgbench("pgmq_read.sql", clients, n),
+                                         lambda: (pgmq_peer.reset(sql), pgmq_peer.fill(sql, fill_n)))}
 
 
 def pgbench_series(script, clients, seconds, every):
@@ -258,7 +269,14 @@ def idle_waiters(waiters):
 
 
 def main():
+    global PGMQ
     setup()
+    try:
+        sys.path.insert(0, HERE)
+        import pgmq_peer
+        PGMQ = pgmq_peer.install(sql)
+    except Exception as e:  # no registry access: the other rows still run
+        print(f"  PGMQ not installed ({e}); its rows are left out", flush=True)
     rows = []  # (scenario, implementation, clients, sync, ops/s)
 
     def record(scenario, impl, clients, sync, value):

@@ -2,6 +2,7 @@
 //! `sessions` and `security`: several real connections to the same test cluster, for what one
 //! transaction cannot show. (The client crate has its own tests, in `client/tests/`.)
 
+mod heads;
 mod security;
 mod sessions;
 mod tasks;
@@ -279,6 +280,7 @@ pub mod pg_test {
             "pq.worker_role = 'postgres'",
             "pq.worker_allow_superuser = on",
             "pq.workers_per_queue = 2",
+            "max_prepared_transactions = 5",
         ]
     }
 }

@@ -1,0 +1,324 @@
+//! Queue heads (src/heads.rs), wake-ups from every commit, retention and `pq.notify = auto`,
+//! with several real connections to the test cluster, which preloads pq (so heads are kept).
+#![cfg(test)]
+
+use super::sessions::connect;
+use postgres::Client;
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn get_one(c: &mut Client, queue: &str) -> Option<i64> {
+    c.query_opt("SELECT id FROM pq_get($1)", &[&queue])
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[test]
+fn a_job_committed_late_with_a_lower_id_is_still_claimed() {
+    // A put draws its id, then commits after later puts were claimed and the head moved past
+    // it: the commit lowers the head, so the next claim still finds it.
+    let mut early = connect();
+    let mut c = connect();
+    let mut tx = early.transaction().unwrap();
+    let late: i64 = tx
+        .query_one("SELECT pq_put('h_late', '{\"n\": 0}')", &[])
+        .unwrap()
+        .get(0);
+    let later: Vec<i64> = (1..=5)
+        .map(|n| {
+            c.query_one("SELECT pq_put('h_late', jsonb_build_object('n', $1::int))", &[&n])
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+    for id in &later {
+        assert_eq!(get_one(&mut c, "h_late"), Some(*id));
+    }
+    assert_eq!(get_one(&mut c, "h_late"), None);
+    tx.commit().unwrap();
+    assert_eq!(get_one(&mut c, "h_late"), Some(late));
+}
+
+#[test]
+fn a_rolled_back_claim_is_claimed_again_at_once() {
+    let mut c = connect();
+    let mut other = connect();
+    for n in 0..3 {
+        c.execute("SELECT pq_put('h_rollback', jsonb_build_object('n', $1::int))", &[&n])
+            .unwrap();
+    }
+    let mut tx = other.transaction().unwrap();
+    let first: i64 = tx.query_one("SELECT id FROM pq_get('h_rollback')", &[]).unwrap().get(0);
+    // Claims behind it move the head past it.
+    let second = get_one(&mut c, "h_rollback").unwrap();
+    assert!(second > first);
+    tx.rollback().unwrap();
+    assert_eq!(get_one(&mut c, "h_rollback"), Some(first));
+    // And in a subtransaction (a plpgsql EXCEPTION block) rolled back alone.
+    c.batch_execute(
+        "DO $$ BEGIN
+             BEGIN PERFORM * FROM pq_get('h_rollback'); RAISE EXCEPTION 'undo'; EXCEPTION WHEN OTHERS THEN END;
+         END $$",
+    )
+    .unwrap();
+    assert!(get_one(&mut c, "h_rollback").is_some());
+    assert_eq!(get_one(&mut c, "h_rollback"), None);
+}
+
+#[test]
+fn jobs_made_ready_by_hand_are_found() {
+    // Updates that make a job ready or move it earlier lower the head (the trigger fires on
+    // every column of claim order).
+    let mut c = connect();
+    let ids: Vec<i64> = (0..4)
+        .map(|n| {
+            c.query_one("SELECT pq_put('h_hand', jsonb_build_object('n', $1::int))", &[&n])
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(get_one(&mut c, "h_hand"), Some(*id));
+    }
+    c.execute("UPDATE queue SET dequeued_at = NULL WHERE id = $1", &[&ids[0]])
+        .unwrap();
+    assert_eq!(get_one(&mut c, "h_hand"), Some(ids[0]));
+    let scheduled: i64 = c
+        .query_one("SELECT pq_put('h_hand', '{}', '1h')", &[])
+        .unwrap()
+        .get(0);
+    c.execute("UPDATE queue SET schedule_at = NULL WHERE id = $1", &[&scheduled])
+        .unwrap();
+    assert_eq!(get_one(&mut c, "h_hand"), Some(scheduled));
+    // A job with no expected_at is behind one with any; moving another queue's job here too.
+    let moved: i64 = c
+        .query_one("SELECT pq_put('h_hand_other', '{}')", &[])
+        .unwrap()
+        .get(0);
+    let last: i64 = c.query_one("SELECT pq_put('h_hand', '{}')", &[]).unwrap().get(0);
+    assert_eq!(get_one(&mut c, "h_hand"), Some(last));
+    c.execute("UPDATE queue SET q_name = 'h_hand' WHERE id = $1", &[&moved])
+        .unwrap();
+    assert_eq!(get_one(&mut c, "h_hand"), Some(moved));
+    let early: i64 = c.query_one("SELECT pq_put('h_hand', '{}')", &[]).unwrap().get(0);
+    let _ = early;
+    c.execute(
+        "UPDATE queue SET expected_at = now() - interval '1 day' WHERE id = $1",
+        &[&early],
+    )
+    .unwrap();
+    assert_eq!(get_one(&mut c, "h_hand"), Some(early));
+    assert_eq!(get_one(&mut c, "h_hand"), None);
+}
+
+#[test]
+fn four_getters_with_rollbacks_and_a_held_snapshot_take_each_job_exactly_once() {
+    // The head moves under concurrent claims, rollbacks (every fifth) and late puts, while a
+    // REPEATABLE READ session holds its snapshot: every job is taken exactly once, none lost.
+    let mut holder = connect();
+    let mut snap = holder
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    snap.query_one("SELECT count(*) FROM pg_class", &[]).unwrap();
+    let total = 4000;
+    let start = Arc::new(Barrier::new(6));
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect();
+                start.wait();
+                let mut ids = Vec::new();
+                for n in 0..total / 2 {
+                    // Some puts hold their id a moment before committing.
+                    let mut tx = c.transaction().unwrap();
+                    let id: i64 = tx
+                        .query_one("SELECT pq_put('h_churn', jsonb_build_object('n', $1::int))", &[&(p * total + n)])
+                        .unwrap()
+                        .get(0);
+                    if n % 7 == 0 {
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    tx.commit().unwrap();
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..4)
+        .map(|w| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect();
+                start.wait();
+                let mut got = Vec::new();
+                let mut idle = Instant::now();
+                let mut k = 0;
+                while idle.elapsed() < Duration::from_secs(3) {
+                    let mut tx = c.transaction().unwrap();
+                    let id: Option<i64> = tx
+                        .query_opt("SELECT id FROM pq_get('h_churn', '100ms')", &[])
+                        .unwrap()
+                        .map(|r| r.get(0));
+                    k += 1;
+                    match id {
+                        Some(id) if (k + w) % 5 == 0 => tx.rollback().unwrap(),
+                        Some(id) => {
+                            tx.commit().unwrap();
+                            got.push(id);
+                            idle = Instant::now();
+                        }
+                        None => tx.commit().unwrap(),
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let put: HashSet<i64> = producers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    let got: Vec<i64> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    snap.rollback().unwrap();
+    let unique: HashSet<i64> = got.iter().copied().collect();
+    assert_eq!(got.len(), unique.len(), "a job was taken twice");
+    assert_eq!(unique, put, "a job was lost");
+}
+
+#[test]
+fn a_plain_insert_wakes_a_blocked_get_at_once() {
+    // Python pq's put is a plain INSERT: the trigger reports it, so the waiter is woken at
+    // commit rather than by its poll.
+    let mut c = connect();
+    let waiter = thread::spawn(|| {
+        let mut c = connect();
+        let t = Instant::now();
+        let row = c
+            .query_opt("SELECT id FROM pq_get('h_insert', '10s')", &[])
+            .unwrap();
+        (row.is_some(), Instant::now(), t)
+    });
+    // Let the waiter sleep through a few polls, so its cap has grown past what we measure.
+    thread::sleep(Duration::from_millis(1500));
+    c.execute("INSERT INTO queue (q_name, data) VALUES ('h_insert', '{}')", &[])
+        .unwrap();
+    let committed = Instant::now();
+    let (got, returned, _) = waiter.join().unwrap();
+    assert!(got);
+    let latency = returned.saturating_duration_since(committed);
+    assert!(
+        latency < Duration::from_millis(300),
+        "woken after {latency:?}, not at commit"
+    );
+}
+
+#[test]
+fn pq_purge_deletes_old_finished_jobs_and_keeps_the_rest() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_create_table('h_purge');
+         INSERT INTO h_purge (q_name, data, dequeued_at)
+             SELECT 'q', '{}', now() - interval '2 days' FROM generate_series(1, 2500);
+         INSERT INTO h_purge (q_name, data, dequeued_at)
+             SELECT 'q', '{}', now() - interval '1 minute' FROM generate_series(1, 10);
+         INSERT INTO h_purge (q_name, data) SELECT 'q', '{}' FROM generate_series(1, 5);
+         INSERT INTO h_purge (q_name, data, dequeued_at)
+             VALUES ('q', '{\"function\": \"f()\", \"failed_at\": \"2026-01-01\"}', now() - interval '3 days');",
+    )
+    .unwrap();
+    let count = |c: &mut Client, w: &str| -> i64 {
+        c.query_one(&format!("SELECT count(*) FROM h_purge WHERE {w}"), &[])
+            .unwrap()
+            .get(0)
+    };
+    // Bounded per call; the default cut-off is pq.retention (one day).
+    let n: i64 = c
+        .query_one("SELECT pq_purge(max_rows => 2000, tbl => 'h_purge')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2000);
+    let n: i64 = c
+        .query_one("SELECT pq_purge(tbl => 'h_purge')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 500);
+    assert_eq!(count(&mut c, "dequeued_at IS NULL"), 5, "pending jobs stay");
+    assert_eq!(count(&mut c, "dequeued_at > now() - interval '1 hour'"), 10);
+    assert_eq!(count(&mut c, "data ? 'failed_at'"), 1, "failed jobs stay");
+    let n: i64 = c
+        .query_one("SELECT pq_purge('1 day', failed => true, tbl => 'h_purge')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let n: i64 = c
+        .query_one("SELECT pq_purge('0', tbl => 'h_purge')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10);
+    // Bad input: a clear error, nothing deleted.
+    for (call, state) in [
+        ("SELECT pq_purge('-1 day', tbl => 'h_purge')", "22023"),
+        ("SELECT pq_purge(max_rows => 0, tbl => 'h_purge')", "22023"),
+        ("SELECT pq_purge(tbl => 'pg_class')", "42809"),
+    ] {
+        let e = c.query_one(call, &[]).unwrap_err();
+        assert_eq!(e.code().unwrap().code(), state, "{call}: {e}");
+    }
+    c.batch_execute("SET pq.retention = -1").ok(); // SIGHUP setting: refused in a session
+    c.batch_execute("DROP TABLE h_purge").unwrap();
+}
+
+#[test]
+fn puts_notify_only_channels_someone_listens_on() {
+    use postgres::fallible_iterator::FallibleIterator;
+    // pq is preloaded here, so pq.notify = auto sends NOTIFY only where someone LISTENs. A
+    // transaction that sent NOTIFY cannot be prepared (0A000): that tells whether a put did.
+    let mut c = connect();
+    let prepares = |c: &mut Client, queue: &str| -> Result<(), String> {
+        c.batch_execute("BEGIN").unwrap();
+        c.execute("SELECT pq_put($1, '{}')", &[&queue]).unwrap();
+        let r = c.batch_execute(&format!("PREPARE TRANSACTION 'h_{queue}'"));
+        match r {
+            Ok(()) => {
+                c.batch_execute(&format!("ROLLBACK PREPARED 'h_{queue}'")).unwrap();
+                Ok(())
+            }
+            Err(e) => Err(e.code().map(|s| s.code().to_string()).unwrap_or_default()),
+        }
+    };
+    assert_eq!(prepares(&mut c, "h_unheard"), Ok(()), "a put nobody hears sent NOTIFY");
+    let mut listener = connect();
+    listener.batch_execute("LISTEN h_heard").unwrap();
+    assert_eq!(prepares(&mut c, "h_heard"), Err("0A000".into()), "a heard put sent none");
+    c.batch_execute("SET pq.notify = on").unwrap();
+    assert_eq!(prepares(&mut c, "h_unheard"), Err("0A000".into()), "pq.notify = on");
+    c.batch_execute("SET pq.notify = off").unwrap();
+    assert_eq!(prepares(&mut c, "h_heard"), Ok(()), "pq.notify = off");
+    c.batch_execute("RESET pq.notify").unwrap();
+    // And the listener hears its channel.
+    c.execute("SELECT pq_put('h_heard', '{}')", &[]).unwrap();
+    let mut heard = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while heard.is_empty() && Instant::now() < deadline {
+        listener.batch_execute("SELECT 1").unwrap();
+        let got: Vec<postgres::Notification> = listener.notifications().iter().collect().unwrap();
+        heard.extend(got.into_iter().map(|n| n.channel().to_string()));
+    }
+    assert_eq!(heard, vec!["h_heard".to_string()]);
+    // A listener that leaves is counted out.
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while prepares(&mut c, "h_heard").is_err() {
+        assert!(Instant::now() < deadline, "a listener that left is still counted");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
