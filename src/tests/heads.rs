@@ -103,7 +103,6 @@ fn jobs_made_ready_by_hand_are_found() {
         .unwrap();
     assert_eq!(get_one(&mut c, "h_hand"), Some(moved));
     let early: i64 = c.query_one("SELECT pq_put('h_hand', '{}')", &[]).unwrap().get(0);
-    let _ = early;
     c.execute(
         "UPDATE queue SET expected_at = now() - interval '1 day' WHERE id = $1",
         &[&early],
@@ -167,7 +166,7 @@ fn four_getters_with_rollbacks_and_a_held_snapshot_take_each_job_exactly_once() 
                         .map(|r| r.get(0));
                     k += 1;
                     match id {
-                        Some(id) if (k + w) % 5 == 0 => tx.rollback().unwrap(),
+                        Some(_) if (k + w) % 5 == 0 => tx.rollback().unwrap(),
                         Some(id) => {
                             tx.commit().unwrap();
                             got.push(id);
