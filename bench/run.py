@@ -357,7 +357,7 @@ def main():
     print(f"  wake-up latency with {waiters} waiters: p50 {herd['p50_ms']:.2f} ms, p99 {herd['p99_ms']:.2f} ms", flush=True)
     rows.append((f"wake-up latency p50 (ms), {waiters} waiters", "blocked pq_get", waiters, False, herd["p50_ms"]))
     rows.append((f"wake-up latency p99 (ms), {waiters} waiters", "blocked pq_get", waiters, False, herd["p99_ms"]))
-    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pq_get%' AND pid <> pg_backend_pid()")
+    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%pq_get%%' AND pid <> pg_backend_pid()")
     series = held_snapshot()
     report(rows, series)
 
