@@ -17,6 +17,7 @@
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
+use crate::candidates::Candidate;
 use crate::heads::Key;
 pub use crate::job::{Job, Payload};
 use crate::pinning::Pinned;
@@ -118,6 +119,75 @@ fn claim_from(
     jobs: &mut Vec<Job>,
     memcx: &mut PgMemoryContexts,
 ) -> Option<Key> {
+    let mut passed = None;
+    let mut passing = true;
+    // Decides on one candidate; false once `limit` jobs are claimed.
+    let mut consider = |c: &Candidate| -> bool {
+        if !only.admits(c.function.as_deref()) {
+            passing = false;
+            return true;
+        }
+        let stmt = if try_lock(table, c.id) {
+            Some(Stmt::Claim)
+        } else if !being_claimed(c.xmax) {
+            Some(Stmt::ClaimSquatted)
+        } else {
+            None // being claimed by a running transaction: its abort lowers the head
+        };
+        let mut claimed = false;
+        if let Some(stmt) = stmt {
+            match claim_one(pinned, client, table, stmt, c.id, memcx) {
+                Some(job) => {
+                    jobs.push(job);
+                    claimed = true;
+                }
+                // A row lock held by someone who may not be claiming it (SKIP LOCKED skipped
+                // it): the head must not pass it.
+                None if stmt == Stmt::ClaimSquatted => passing = false,
+                None => {} // consumed since our snapshot
+            }
+        }
+        if !c.scheduled {
+            if claimed {
+                remember_claim(table, queue, c.key);
+            }
+            if passing {
+                passed = Some(c.key);
+            }
+        }
+        jobs.len() < limit
+    };
+    let with_functions = matches!(only, Only::AnyOf(_));
+    match (only, table.indexes) {
+        (Only::SqlTasks, _) | (_, None) => {
+            sql_candidates(pinned, client, table, queue, only, limit, from, &mut consider)
+        }
+        (_, Some(indexes)) => crate::candidates::read(
+            table.oid,
+            indexes,
+            queue,
+            clock().into_inner(),
+            from,
+            with_functions,
+            consider,
+        ),
+    }
+    passed
+}
+
+/// Visits the candidates from `from` through an SQL cursor (`candidates.sql`): for `pq_work`'s
+/// SQL tasks, and for tables without the indexes `candidates::read` reads.
+#[allow(clippy::too_many_arguments)]
+fn sql_candidates(
+    pinned: &Pinned,
+    client: &SpiClient<'_>,
+    table: &QueueTable,
+    queue: &str,
+    only: Only<'_>,
+    limit: usize,
+    from: Key,
+    consider: &mut dyn FnMut(&Candidate) -> bool,
+) {
     let stmt = match only {
         Only::SqlTasks => Stmt::SqlTaskCandidates,
         _ => Stmt::Candidates,
@@ -125,8 +195,6 @@ fn claim_from(
     let (at, id, null_id) = from.bounds();
     let ts = |t: i64| TimestampWithTimeZone::try_from(t).expect("a bound is a timestamptz");
     let with_functions = matches!(only, Only::AnyOf(_));
-    let mut passed = None;
-    let mut passing = true;
     table.with_plan(pinned, client, stmt, |candidates| {
         let args: Vec<DatumWithOid> = match stmt {
             Stmt::Candidates => vec![
@@ -143,7 +211,7 @@ fn claim_from(
         let mut cursor = client
             .try_open_cursor(candidates, &args)
             .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
-        let mut want = (limit - jobs.len()) as i64;
+        let mut want = limit as i64;
         loop {
             let rows: Vec<Candidate> = cursor
                 .fetch(want)
@@ -168,39 +236,7 @@ fn claim_from(
                 })
                 .collect();
             for c in &rows {
-                if !only.admits(c.function.as_deref()) {
-                    passing = false;
-                    continue;
-                }
-                let stmt = if try_lock(table, c.id) {
-                    Some(Stmt::Claim)
-                } else if !being_claimed(c.xmax) {
-                    Some(Stmt::ClaimSquatted)
-                } else {
-                    None // being claimed by a running transaction: its abort lowers the head
-                };
-                let mut claimed = false;
-                if let Some(stmt) = stmt {
-                    match claim_one(pinned, client, table, stmt, c.id, memcx) {
-                        Some(job) => {
-                            jobs.push(job);
-                            claimed = true;
-                        }
-                        // A row lock held by someone who may not be claiming it (SKIP LOCKED
-                        // skipped it): the head must not pass it.
-                        None if stmt == Stmt::ClaimSquatted => passing = false,
-                        None => {} // consumed since our snapshot
-                    }
-                }
-                if !c.scheduled {
-                    if claimed {
-                        remember_claim(table, queue, c.key);
-                    }
-                    if passing {
-                        passed = Some(c.key);
-                    }
-                }
-                if jobs.len() == limit {
+                if !consider(c) {
                     return;
                 }
             }
@@ -210,16 +246,6 @@ fn claim_from(
             want = MORE_CANDIDATES;
         }
     });
-    passed
-}
-
-/// A row of the candidates statement.
-struct Candidate {
-    id: i64,
-    function: Option<String>,
-    xmax: pg_sys::TransactionId,
-    key: Key,
-    scheduled: bool,
 }
 
 thread_local! {

@@ -10,6 +10,7 @@
 //! | `table`    | queue tables: resolving `regclass`, prepared statements         |
 //! | `put`      | `pq_put`, `pq_put_many`                                         |
 //! | `job`      | a claimed job and its payload, as `pq_get` returns it           |
+//! | `candidates`| the ready jobs of a queue in claim order, from its indexes      |
 //! | `claim`    | advisory-lock claiming of the next ready jobs                   |
 //! | `heads`    | where each queue's claims start (shared memory, when preloaded) |
 //! | `get`      | `pq_get`                                                        |
@@ -37,6 +38,7 @@
 use pgrx::prelude::*;
 
 mod admin;
+mod candidates;
 mod claim;
 mod enqueuer;
 mod error;

@@ -119,11 +119,13 @@ pub struct QueueTable {
     /// upgraded by `ALTER EXTENSION pq UPDATE`, still puts and gets; its task jobs have no known
     /// enqueuer and are refused.
     pub has_enqueuer: bool,
+    /// Its ready and scheduled indexes, which claims read directly (see `candidates`).
+    pub indexes: Option<crate::candidates::Indexes>,
 }
 
 thread_local! {
-    /// Tables whose layout was checked in this backend, and whether they have `enqueued_by`.
-    static CHECKED: RefCell<HashMap<pg_sys::Oid, bool>> = RefCell::new(HashMap::new());
+    /// Tables whose layout was checked in this backend, with what was found.
+    static CHECKED: RefCell<HashMap<pg_sys::Oid, QueueTable>> = RefCell::new(HashMap::new());
     /// Saved plans by (table, statement); plancache replans them when the table changes.
     static PLANS: RefCell<HashMap<(pg_sys::Oid, Stmt), Rc<OwnedPreparedStatement>>> =
         RefCell::new(HashMap::new());
@@ -169,8 +171,8 @@ impl QueueTable {
     pub fn resolve(oid: Option<pg_sys::Oid>) -> QueueTable {
         let oid = crate::error::require(oid, "tbl", "'queue'::regclass");
         forget_stale();
-        if let Some(has_enqueuer) = CHECKED.with(|c| c.borrow().get(&oid).copied()) {
-            return QueueTable { oid, has_enqueuer };
+        if let Some(table) = CHECKED.with(|c| c.borrow().get(&oid).copied()) {
+            return table;
         }
         let name = qualified_name(oid);
         let kind = unsafe { pg_sys::get_rel_relkind(oid) } as u8;
@@ -190,9 +192,13 @@ impl QueueTable {
                 )
             }
         }
-        let has_enqueuer = column_type(oid, "enqueued_by") == Some(pg_sys::REGROLEOID);
-        CHECKED.with(|c| c.borrow_mut().insert(oid, has_enqueuer));
-        QueueTable { oid, has_enqueuer }
+        let table = QueueTable {
+            oid,
+            has_enqueuer: column_type(oid, "enqueued_by") == Some(pg_sys::REGROLEOID),
+            indexes: crate::candidates::find(oid),
+        };
+        CHECKED.with(|c| c.borrow_mut().insert(oid, table));
+        table
     }
 
     /// Runs `stmt` with `args` under the pinned settings, returning the first column of its
