@@ -14,7 +14,10 @@
 //!    sorted (few, as in the SQL version).
 //!
 //! Only ids, `expected_at` and `xmax` are read (and, for a client worker's claim, the task
-//! function): a skipped candidate's payload is never detoasted.
+//! function): a skipped candidate's payload is never detoasted. Reading around the executor
+//! must not read around its checks: only a session holding `SELECT` on the table, and to
+//! which no row-level security applies, reads directly ([`readable`]); the claim itself is an
+//! ordinary `UPDATE`, with its privilege checks, policies and triggers.
 
 use crate::heads::Key;
 use pgrx::prelude::*;
@@ -63,6 +66,30 @@ pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
         ready: r?,
         scheduled: s?,
     })
+}
+
+/// Whether row-level security applies to this session's reads of table `oid`. Then claims go
+/// through `candidates.sql`, where the executor applies the policies, and never move a head
+/// (a job this session cannot see is not consumed for the others).
+pub fn row_security(oid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog check, raising nothing (noError).
+    unsafe {
+        pg_sys::check_enable_rls(oid, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    }
+}
+
+/// Whether this session may read the candidates of table `oid` directly: it holds `SELECT` on
+/// the table (the executor's own check), and no row-level security applies. Otherwise
+/// `candidates.sql` runs, so the executor checks column privileges and policies and raises
+/// its usual `42501`.
+pub fn readable(oid: pg_sys::Oid) -> bool {
+    // SAFETY: catalog checks of the current user's rights.
+    let select = unsafe {
+        pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    };
+    select && !row_security(oid)
 }
 
 /// Column numbers in a queue table's rows.

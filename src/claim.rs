@@ -83,7 +83,8 @@ pub fn claim(
         _ => crate::heads::start(table.oid, queue),
     };
     let advancing = matches!(only, Only::All)
-        && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
+        && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32
+        && !crate::candidates::row_security(table.oid);
     let mut jobs = Vec::new();
     loop {
         let from = start.map_or(Key::MIN, |s| s.from);
@@ -158,11 +159,14 @@ fn claim_from(
         jobs.len() < limit
     };
     let with_functions = matches!(only, Only::AnyOf(_));
-    match (only, table.indexes) {
-        (Only::SqlTasks, _) | (_, None) => {
+    let direct = table
+        .indexes
+        .filter(|_| !matches!(only, Only::SqlTasks) && crate::candidates::readable(table.oid));
+    match direct {
+        None => {
             sql_candidates(pinned, client, table, queue, only, limit, from, &mut consider)
         }
-        (_, Some(indexes)) => crate::candidates::read(
+        Some(indexes) => crate::candidates::read(
             table.oid,
             indexes,
             queue,

@@ -321,3 +321,77 @@ fn puts_notify_only_channels_someone_listens_on() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn claim_order_is_the_same_from_the_indexes_and_from_sql() {
+    // Claims read candidates straight from the ready and scheduled indexes; a table without
+    // them is read through candidates.sql. Both give the documented order: earliest
+    // expected_at first (due scheduled jobs included), then the others by id.
+    let mut c = connect();
+    for (table, drop) in [("h_order_idx", false), ("h_order_sql", true)] {
+        c.batch_execute(&format!("SELECT pq_create_table('{table}')")).unwrap();
+        if drop {
+            c.batch_execute(&format!("DROP INDEX {table}_ready_idx")).unwrap();
+        }
+        let put = |c: &mut Client, sql: &str| -> i64 {
+            c.query_one(&sql.replace("TBL", table), &[]).unwrap().get(0)
+        };
+        let plain1 = put(&mut c, "SELECT pq_put('q', '{}', tbl => 'TBL')");
+        let late = put(&mut c, "SELECT pq_put('q', '{}', expected_at => now() + interval '2 hours', tbl => 'TBL')");
+        let soon = put(&mut c, "SELECT pq_put('q', '{}', expected_at => now() + interval '1 hour', tbl => 'TBL')");
+        // Scheduled a moment ago (due now), with the earliest expected_at of all.
+        let due = put(&mut c, "INSERT INTO TBL (q_name, data, schedule_at, expected_at) VALUES ('q', '{}', now() - interval '1 s', now()) RETURNING id");
+        let future = put(&mut c, "SELECT pq_put('q', '{}', '1h', tbl => 'TBL')");
+        let plain2 = put(&mut c, "SELECT pq_put('q', '{}', tbl => 'TBL')");
+        let due_plain = put(&mut c, "INSERT INTO TBL (q_name, data, schedule_at) VALUES ('q', '{}', now() - interval '1 s') RETURNING id");
+        let _ = future;
+        let mut got = Vec::new();
+        while let Some(r) = c
+            .query_opt(&format!("SELECT id FROM pq_get('q', tbl => '{table}')"), &[])
+            .unwrap()
+        {
+            got.push(r.get::<_, i64>(0));
+        }
+        assert_eq!(got, vec![due, soon, late, plain1, plain2, due_plain], "{table}");
+        c.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+    }
+}
+
+#[test]
+fn row_security_is_applied_and_hidden_jobs_stay_for_others() {
+    // Claims read candidates around the executor only where it would check nothing more: with
+    // a policy on the table, a role sees (and claims) only its rows, and the jobs it cannot
+    // see are still found by the others (its claims do not move the queue's head).
+    let mut c = connect();
+    c.batch_execute(
+        "DO $$ BEGIN CREATE ROLE h_tenant; EXCEPTION WHEN duplicate_object THEN END $$;
+         SELECT pq_create_table('h_rls');
+         GRANT SELECT, UPDATE ON h_rls TO h_tenant;
+         ALTER TABLE h_rls ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON h_rls TO h_tenant USING (data->>'tenant' = 'h_tenant');
+         INSERT INTO h_rls (q_name, data)
+             SELECT 'q', jsonb_build_object('tenant', CASE WHEN g % 2 = 0 THEN 'h_tenant' ELSE 'other' END, 'n', g)
+             FROM generate_series(1, 10) g;",
+    )
+    .unwrap();
+    let mut tenant = connect();
+    tenant.batch_execute("SET ROLE h_tenant").unwrap();
+    let mut mine = Vec::new();
+    while let Some(r) = tenant
+        .query_opt("SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_rls')", &[])
+        .unwrap()
+    {
+        mine.push(r.get::<_, i32>(0));
+    }
+    assert_eq!(mine, vec![2, 4, 6, 8, 10]);
+    let mut others = Vec::new();
+    while let Some(r) = c
+        .query_opt("SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_rls')", &[])
+        .unwrap()
+    {
+        others.push(r.get::<_, i32>(0));
+    }
+    assert_eq!(others, vec![1, 3, 5, 7, 9]);
+    tenant.batch_execute("RESET ROLE").unwrap();
+    c.batch_execute("DROP TABLE h_rls").unwrap();
+}
