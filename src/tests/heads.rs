@@ -337,8 +337,8 @@ fn claim_order_is_the_same_from_the_indexes_and_from_sql() {
             c.query_one(&sql.replace("TBL", table), &[]).unwrap().get(0)
         };
         let plain1 = put(&mut c, "SELECT pq_put('q', '{}', tbl => 'TBL')");
-        let late = put(&mut c, "SELECT pq_put('q', '{}', expected_at => now() + interval '2 hours', tbl => 'TBL')");
-        let soon = put(&mut c, "SELECT pq_put('q', '{}', expected_at => now() + interval '1 hour', tbl => 'TBL')");
+        let late = put(&mut c, "SELECT pq_put('q', '{}', expected_at => '2h', tbl => 'TBL')");
+        let soon = put(&mut c, "SELECT pq_put('q', '{}', expected_at => '1h', tbl => 'TBL')");
         // Scheduled a moment ago (due now), with the earliest expected_at of all.
         let due = put(&mut c, "INSERT INTO TBL (q_name, data, schedule_at, expected_at) VALUES ('q', '{}', now() - interval '1 s', now()) RETURNING id");
         let future = put(&mut c, "SELECT pq_put('q', '{}', '1h', tbl => 'TBL')");
