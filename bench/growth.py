@@ -15,6 +15,8 @@ import time
 
 import psycopg2
 
+import run  # bench/run.py: its pgbench scripts
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 URL = "host={PGHOST} port={PGPORT} user={PGUSER} dbname={PGDATABASE}".format(**os.environ)
 PGBENCH = os.path.join(os.environ.get("PQ_PG_BIN", "/usr/lib/postgresql/15/bin"), "pgbench")
@@ -47,7 +49,7 @@ def main():
     print(f"churn at {args.rate}/s for {seconds} s; pq.retention = {retention}; maintenance workers: {workers}", flush=True)
     # pgbench's --rate paces transactions (each script run is one put and one get).
     bench = subprocess.Popen(
-        [PGBENCH, "-n", "-f", os.path.join(HERE, "churn_pq.sql"), "-c", "4", "-j", "4",
+        [PGBENCH, "-n", "-f", run.script_path("churn_pq.sql"), "-c", "4", "-j", "4",
          "-T", str(seconds), "-R", str(max(1, args.rate // 2)), "-P", str(sample)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rows = []

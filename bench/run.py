@@ -84,6 +84,28 @@ def fill(queue, n, table="queue"):
     sql(f"VACUUM ANALYZE {table}")
 
 
+# Scripts made from the others for another queue: (source scripts, queue name).
+DERIVED = {
+    "pq_get_big.sql": (["pq_get.sql"], "big"),
+    "skip_locked_get_big.sql": (["skip_locked_get.sql"], "big"),
+    "churn_pq.sql": (["pq_put.sql", "pq_get.sql"], "churn"),
+    "churn_raw.sql": (["raw_insert.sql", "skip_locked_get.sql"], "churn"),
+}
+
+
+def script_path(script):
+    """The path of a pgbench script: bench/NAME, or one DERIVED from them under target/."""
+    if script not in DERIVED:
+        return os.path.join(HERE, script)
+    sources, queue = DERIVED[script]
+    text = "".join(open(os.path.join(HERE, s)).read().replace("'bench'", f"'{queue}'") for s in sources)
+    path = os.path.join(ROOT, "target", "bench-scripts", script)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def pgbench(script, clients, transactions=None, protocol="simple"):
     return pgbench_env(script, clients, transactions, protocol=protocol)
 
@@ -135,7 +157,7 @@ def pgbench_env(script, clients, transactions=None, protocol="simple", **setting
     """pgbench with session settings (e.g. pq.notify=off) passed as startup options; protocol
     "prepared" is what drivers use (parse and plan once per connection)."""
     env = dict(os.environ, PGOPTIONS=" ".join(f"-c {k.replace('_', '.', 1)}={v}" for k, v in settings.items()))
-    cmd = [PGBENCH, "-n", "-M", protocol, "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients)]
+    cmd = [PGBENCH, "-n", "-M", protocol, "-f", script_path(script), "-c", str(clients), "-j", str(clients)]
     cmd += ["-t", str(transactions)] if transactions else ["-T", str(SECONDS)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
@@ -159,7 +181,7 @@ def pgmq_impls(op, clients, fill_n=0):
 
 def pgbench_series(script, clients, seconds, every):
     """tps per `every`-second interval of one pgbench run (its progress report)."""
-    cmd = [PGBENCH, "-n", "-f", os.path.join(HERE, script), "-c", str(clients), "-j", str(clients),
+    cmd = [PGBENCH, "-n", "-f", script_path(script), "-c", str(clients), "-j", str(clients),
            "-T", str(seconds), "-P", str(every)]
     err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
     return [float(x) for x in re.findall(r"progress: [0-9.]+ s, ([0-9.]+) tps", err)]

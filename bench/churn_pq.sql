@@ -1,2 +1,0 @@
-SELECT pq_put('churn', '{"kind":"Cox"}');
-SELECT * FROM pq_get('churn');

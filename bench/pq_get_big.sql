@@ -1,1 +1,0 @@
-SELECT * FROM pq_get('big');
