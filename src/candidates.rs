@@ -21,7 +21,7 @@
 
 use crate::heads::Key;
 use pgrx::prelude::*;
-use pgrx::direct_function_call;
+use pgrx::{direct_function_call, PgMemoryContexts};
 
 /// A candidate job: what claiming needs to decide whether and how to take it.
 pub struct Candidate {
@@ -44,6 +44,11 @@ pub struct Indexes {
 /// Finds the ready and scheduled indexes of table `oid` (a catalog query, once per table and
 /// backend: `table` caches it).
 pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
+    // Only a plain table is read directly: a partitioned one has no heap or index data of its
+    // own (its partitions do), and is claimed through candidates.sql.
+    if unsafe { pg_sys::get_rel_relkind(oid) } as u8 != pg_sys::RELKIND_RELATION {
+        return None;
+    }
     let att = |name: &str| -> i16 {
         let c = std::ffi::CString::new(name).expect("no NUL");
         unsafe { pg_sys::get_attnum(oid, c.as_ptr()) }
@@ -86,8 +91,11 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 pub fn readable(oid: pg_sys::Oid) -> bool {
     // SAFETY: catalog checks of the current user's rights.
     let select = unsafe {
-        pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as pg_sys::AclMode)
-            == pg_sys::AclResult::ACLCHECK_OK
+        pg_sys::pg_class_aclcheck(
+            oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_SELECT as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
     };
     select && !row_security(oid)
 }
@@ -177,6 +185,21 @@ fn key(
     }
 }
 
+/// `data->>'function'` of a payload, detoasted in a memory context of its own that is freed at
+/// once: a client worker skipping a thousand big jobs must not keep them all in memory.
+fn task_function(data: pg_sys::Datum) -> Option<String> {
+    let mut cx = PgMemoryContexts::new("pq candidate function");
+    // SAFETY: `data` is a jsonb datum of the row being read; the result is copied into Rust.
+    unsafe {
+        cx.switch_to(|_| {
+            direct_function_call::<String>(
+                pg_sys::jsonb_object_field_text,
+                &[Some(data), "function".into_datum()],
+            )
+        })
+    }
+}
+
 /// Visits the candidates of `queue` in `heap_oid` at time `now` (a raw `timestamptz`), in claim
 /// order from `from`, until `visit` returns false. `visit` may run statements (the claim
 /// itself): the scans see only the snapshot taken here.
@@ -213,7 +236,14 @@ pub fn read(
         let name = queue.into_datum().expect("a text datum");
         let collation = |index: pg_sys::Relation| *(*index).rd_indcollation;
         let eq = |index| {
-            key(0, 1, pg_sys::BTEqualStrategyNumber, collation(index), pg_sys::F_TEXTEQ, name)
+            key(
+                0,
+                1,
+                pg_sys::BTEqualStrategyNumber,
+                collation(index),
+                pg_sys::F_TEXTEQ,
+                name,
+            )
         };
         let candidate = |t: pg_sys::HeapTuple, scheduled: bool| -> Candidate {
             let get = |attno: i32| {
@@ -225,12 +255,7 @@ pub fn read(
             Candidate {
                 id,
                 function: if with_functions {
-                    get(cols.data).and_then(|d| {
-                        direct_function_call::<String>(
-                            pg_sys::jsonb_object_field_text,
-                            &[Some(d), "function".into_datum()],
-                        )
-                    })
+                    get(cols.data).and_then(task_function)
                 } else {
                     None
                 },
@@ -268,17 +293,18 @@ pub fn read(
         due.sort_by_key(|c| std::cmp::Reverse(c.key)); // popped from the end, earliest first
         let mut go = true;
         // Yields the due jobs before `upto` (all of them for None), then says whether to go on.
-        let mut flush = |upto: Option<Key>, go: &mut bool, visit: &mut dyn FnMut(&Candidate) -> bool| {
-            while *go {
-                match due.last() {
-                    Some(c) if upto.is_none_or(|k| c.key < k) => {
-                        let c = due.pop().expect("just seen");
-                        *go = visit(&c);
+        let mut flush =
+            |upto: Option<Key>, go: &mut bool, visit: &mut dyn FnMut(&Candidate) -> bool| {
+                while *go {
+                    match due.last() {
+                        Some(c) if upto.is_none_or(|k| c.key < k) => {
+                            let c = due.pop().expect("just seen");
+                            *go = visit(&c);
+                        }
+                        _ => break,
                     }
-                    _ => break,
                 }
-            }
-        };
+            };
         // 1. Unscheduled jobs with an expected_at, from the head.
         if let Some(at) = from.expected_at {
             let mut keys = [
@@ -307,7 +333,11 @@ pub fn read(
         }
         // 2. Unscheduled jobs without one, by id, from the head.
         if go {
-            let start = if from.expected_at.is_none() { from.id } else { i64::MIN };
+            let start = if from.expected_at.is_none() {
+                from.id
+            } else {
+                i64::MIN
+            };
             let mut keys = [
                 eq(ready),
                 key(

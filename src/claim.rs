@@ -78,18 +78,20 @@ pub fn claim(
     // The queue's head (see `heads`), read before the cursor takes its snapshot. Only a plain
     // claim in READ COMMITTED may move it: a client worker's claim skips jobs it does not
     // admit, and an older snapshot (REPEATABLE READ) may not have seen jobs put since.
-    let mut start = match only {
-        Only::SqlTasks => None,
-        _ => crate::heads::start(table.oid, queue),
-    };
     let advancing = matches!(only, Only::All)
         && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32
         && !crate::candidates::row_security(table.oid);
+    let mut start = match only {
+        Only::SqlTasks => None,
+        _ => crate::heads::start(table.oid, queue, advancing),
+    };
     let mut jobs = Vec::new();
     loop {
         let from = start.map_or(Key::MIN, |s| s.from);
         let passed = Spi::connect(|client| {
-            claim_from(pinned, client, table, queue, only, limit, from, &mut jobs, memcx)
+            claim_from(
+                pinned, client, table, queue, only, limit, from, &mut jobs, memcx,
+            )
         });
         if let (Some(s), Some(to), true) = (&start, passed, advancing) {
             crate::heads::advance(s, to);
@@ -148,13 +150,12 @@ fn claim_from(
                 None => {} // consumed since our snapshot
             }
         }
-        if !c.scheduled {
-            if claimed {
-                remember_claim(table, queue, c.key);
-            }
-            if passing {
-                passed = Some(c.key);
-            }
+        if claimed {
+            // A due scheduled job is not behind the head; its rollback only wakes waiters.
+            remember_claim(table, queue, (!c.scheduled).then_some(c.key));
+        }
+        if !c.scheduled && passing {
+            passed = Some(c.key);
         }
         jobs.len() < limit
     };
@@ -163,9 +164,16 @@ fn claim_from(
         .indexes
         .filter(|_| !matches!(only, Only::SqlTasks) && crate::candidates::readable(table.oid));
     match direct {
-        None => {
-            sql_candidates(pinned, client, table, queue, only, limit, from, &mut consider)
-        }
+        None => sql_candidates(
+            pinned,
+            client,
+            table,
+            queue,
+            only,
+            limit,
+            from,
+            &mut consider,
+        ),
         Some(indexes) => crate::candidates::read(
             table.oid,
             indexes,
@@ -256,23 +264,30 @@ thread_local! {
     /// The unscheduled jobs this transaction claimed, by queue: if it (or a subtransaction)
     /// rolls back, they are ready again, so their queues' heads are lowered and their waiters
     /// woken (`wake::on_xact_event`).
-    static CLAIMED_KEYS: std::cell::RefCell<Vec<(pg_sys::Oid, String, Key)>> =
+    static CLAIMED_KEYS: std::cell::RefCell<Vec<(pg_sys::Oid, String, Option<Key>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn remember_claim(table: &QueueTable, queue: &str, key: Key) {
+/// Remembers a claim of (`table`, `queue`), with its key if it was unscheduled.
+fn remember_claim(table: &QueueTable, queue: &str, key: Option<Key>) {
     CLAIMED_KEYS.with(|c| {
         let mut c = c.borrow_mut();
         match c.iter_mut().find(|(t, q, _)| *t == table.oid && q == queue) {
-            Some(entry) => entry.2 = entry.2.min(key),
+            Some(entry) => {
+                entry.2 = match (entry.2, key) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             None => c.push((table.oid, queue.to_string(), key)),
         }
     });
 }
 
-/// The earliest key claimed per queue by this transaction so far (kept: an outer transaction
-/// may still hold its claims after a subtransaction rolls back).
-pub fn claimed_keys() -> Vec<(pg_sys::Oid, String, Key)> {
+/// The queues this transaction claimed from so far, with the earliest unscheduled key claimed
+/// in each (kept: an outer transaction may still hold its claims after a subtransaction rolls
+/// back).
+pub fn claimed_keys() -> Vec<(pg_sys::Oid, String, Option<Key>)> {
     CLAIMED_KEYS.with(|c| c.borrow().clone())
 }
 

@@ -91,7 +91,8 @@ pub const FULL_SCAN_IDLE_US: i64 = 1_000_000;
 
 #[derive(Copy, Clone)]
 struct Slot {
-    /// The table's OID; 0: free.
+    /// The database and table OIDs (databases made from one template share table OIDs); 0: free.
+    db: u32,
     table: u32,
     len: u8,
     name: [u8; NAME_MAX],
@@ -101,14 +102,17 @@ struct Slot {
     /// The most recent lowerings, (sequence number, key), and the newest one forgotten.
     log: [(u64, Key); LOG],
     forgotten: u64,
-    /// When a claim of this queue last read from the start (`GetCurrentTimestamp`).
-    last_full: i64,
+    /// When a claim of this queue last read from the start (`GetCurrentTimestamp`): a plain
+    /// claim ([0]) and a claim that cannot take every job ([1]: a client worker's, or one under
+    /// row-level security), apart, so the latter never stand in for the former.
+    last_full: [i64; 2],
     used: u64,
 }
 
 impl Default for Slot {
     fn default() -> Self {
         Slot {
+            db: 0,
             table: 0,
             len: 0,
             name: [0; NAME_MAX],
@@ -116,7 +120,7 @@ impl Default for Slot {
             since: 0,
             log: [(0, Key::MIN); LOG],
             forgotten: 0,
-            last_full: 0,
+            last_full: [0; 2],
             used: 0,
         }
     }
@@ -124,7 +128,9 @@ impl Default for Slot {
 
 impl Slot {
     fn is(&self, table: pg_sys::Oid, queue: &[u8]) -> bool {
-        self.table == table.to_u32() && &self.name[..self.len as usize] == queue
+        self.table == table.to_u32()
+            && self.db == unsafe { pg_sys::MyDatabaseId }.to_u32()
+            && &self.name[..self.len as usize] == queue
     }
 }
 
@@ -173,6 +179,8 @@ pub struct Start {
     /// Where to read from: the head, or [`Key::MIN`] for a full scan.
     pub from: Key,
     pub full: bool,
+    /// Whether the claim can take every job (see `Slot::last_full`).
+    plain: bool,
 }
 
 fn now() -> i64 {
@@ -183,10 +191,10 @@ fn now() -> i64 {
 /// the claim takes its snapshot. `None`: no heads (not preloaded, or the name is too long).
 ///
 /// ```ignore
-/// let start = heads::start(table.oid, "apples");
+/// let start = heads::start(table.oid, "apples", true);
 /// let from = start.map_or(Key::MIN, |s| s.from);
 /// ```
-pub fn start(table: pg_sys::Oid, queue: &str) -> Option<Start> {
+pub fn start(table: pg_sys::Oid, queue: &str, plain: bool) -> Option<Start> {
     let name = queue.as_bytes();
     if !active() || name.len() > NAME_MAX {
         return None;
@@ -203,19 +211,21 @@ pub fn start(table: pg_sys::Oid, queue: &str) -> Option<Start> {
                 .expect("SLOTS > 0");
             let s = &mut heads.slots[i];
             *s = Slot::default();
+            s.db = unsafe { pg_sys::MyDatabaseId }.to_u32();
             s.table = table.to_u32();
             s.len = name.len() as u8;
             s.name[..name.len()].copy_from_slice(name);
             s.since = seq;
-            s.last_full = now;
+            s.last_full = [now; 2];
             i
         }
     };
     let s = &mut heads.slots[slot];
     s.used = seq;
-    let full = s.since == seq || now - s.last_full >= FULL_SCAN_EVERY_US;
+    let kind = usize::from(!plain);
+    let full = s.since == seq || now - s.last_full[kind] >= FULL_SCAN_EVERY_US;
     if full {
-        s.last_full = now;
+        s.last_full[kind] = now;
     }
     Some(Start {
         slot,
@@ -223,6 +233,7 @@ pub fn start(table: pg_sys::Oid, queue: &str) -> Option<Start> {
         seq,
         from: if full { Key::MIN } else { s.head },
         full,
+        plain,
     })
 }
 
@@ -237,11 +248,14 @@ pub fn rescan(start: &Start) -> Option<Start> {
     heads.seq += 1;
     let seq = heads.seq;
     let s = &mut heads.slots[start.slot];
-    if s.table != start.table.to_u32() || s.since > start.seq || now - s.last_full < FULL_SCAN_IDLE_US
+    let kind = usize::from(!start.plain);
+    if s.table != start.table.to_u32()
+        || s.since > start.seq
+        || now - s.last_full[kind] < FULL_SCAN_IDLE_US
     {
         return None;
     }
-    s.last_full = now;
+    s.last_full[kind] = now;
     Some(Start {
         seq,
         from: Key::MIN,
@@ -299,11 +313,23 @@ mod tests {
     #[pg_test]
     fn keys_sort_in_claim_order() {
         let k = |e: Option<i64>, id| Key { expected_at: e, id };
-        let mut keys = vec![k(None, 1), k(Some(5), 9), k(Some(5), 2), k(None, 0), Key::MIN];
+        let mut keys = vec![
+            k(None, 1),
+            k(Some(5), 9),
+            k(Some(5), 2),
+            k(None, 0),
+            Key::MIN,
+        ];
         keys.sort();
         assert_eq!(
             keys,
-            vec![Key::MIN, k(Some(5), 2), k(Some(5), 9), k(None, 0), k(None, 1)]
+            vec![
+                Key::MIN,
+                k(Some(5), 2),
+                k(Some(5), 9),
+                k(None, 0),
+                k(None, 1)
+            ]
         );
         assert_eq!(k(None, 7).bounds(), (i64::MAX, i64::MAX, 7));
         assert_eq!(k(Some(3), 7).bounds(), (3, 7, i64::MIN));

@@ -168,14 +168,6 @@ unsafe extern "C-unwind" fn on_utility(
     }
 }
 
-/// Whether a put should notify `channel` under `pq.notify`.
-fn wanted(channel: &str) -> bool {
-    match NOTIFY.get() {
-        Notify::Off => false,
-        Notify::On => true,
-        Notify::Auto => !crate::heads::active() || LISTENERS.share().count[slot(channel)] > 0,
-    }
-}
 use pgrx::{direct_function_call, direct_function_call_as_datum};
 
 /// The channel a client LISTENs on for `queue`.
@@ -191,16 +183,50 @@ pub fn channel(queue: &str) -> String {
     format!("pq_{}", md5.expect("md5 is never NULL"))
 }
 
-/// Queues a notification on `queue`'s channel; PostgreSQL sends it when the transaction
-/// commits and drops duplicates within the transaction.
+thread_local! {
+    /// Channels this transaction put jobs for, and whether `pq.notify` was `on` (else `auto`)
+    /// when it did: notified just before commit ([`flush`]).
+    static PENDING: RefCell<Vec<(String, bool)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Notes that `queue` got a job, to notify its channel when the transaction commits (as
+/// PostgreSQL drops duplicate notifications within a transaction, one per channel).
 pub fn notify(queue: &str) {
+    let always = match NOTIFY.get() {
+        Notify::Off => return,
+        Notify::On => true,
+        Notify::Auto => false,
+    };
     let channel = channel(queue);
-    if !wanted(&channel) {
-        return;
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        match p.iter_mut().find(|(c, _)| *c == channel) {
+            Some(entry) => entry.1 |= always,
+            None => p.push((channel, always)),
+        }
+    });
+}
+
+/// Just before commit (or PREPARE), sends the NOTIFYs of this transaction's puts. Deciding
+/// here, not at the put, is what lets `auto` see a session that began to LISTEN while the
+/// transaction ran; one that begins during the commit itself may still miss it (a client's
+/// own timeout covers that instant, as Python pq's 1 s does).
+pub fn flush() {
+    for (channel, always) in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+        if always || !crate::heads::active() || LISTENERS.share().count[slot(&channel)] > 0 {
+            unsafe {
+                direct_function_call_as_datum(
+                    pg_sys::pg_notify,
+                    &[channel.into_datum(), "".into_datum()],
+                );
+            }
+        }
     }
-    unsafe {
-        direct_function_call_as_datum(pg_sys::pg_notify, &[channel.into_datum(), "".into_datum()]);
-    }
+}
+
+/// Forgets the notifications of a transaction that rolled back.
+pub fn forget() {
+    PENDING.with(|p| p.borrow_mut().clear());
 }
 
 /// The NOTIFY channel of a queue, for clients that LISTEN.

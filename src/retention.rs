@@ -131,7 +131,10 @@ pub fn register_worker() {
 
 /// The maintenance worker: every [`EVERY`], purges every queue table of `pq.worker_database`
 /// as the table's owner (so no trigger on it runs with more rights than its owner has),
-/// committing after each batch.
+/// committing after each batch. It connects as the bootstrap superuser (purging another
+/// role's table needs its owner's rights), so everything it runs is pinned and qualified, and
+/// one table that fails (dropped meanwhile, a trigger that raises, a revoked privilege) is
+/// logged and skipped: it never stops the others.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
@@ -143,30 +146,55 @@ pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
         }
         let Some(keep) = retention() else { continue };
         let tables = BackgroundWorker::transaction(|| {
-            Spi::connect(|c| {
-                c.select(include_str!("queries/queue_tables.sql"), None, &[])
-                    .map(|rows| {
-                        rows.map(|r| {
-                            let t = r.get::<pg_sys::Oid>(1).ok().flatten();
-                            let o = r.get::<pg_sys::Oid>(2).ok().flatten();
-                            (t.unwrap_or_default(), o.unwrap_or_default())
+            pinned(|_| {
+                Spi::connect(|c| {
+                    c.select(include_str!("queries/queue_tables.sql"), None, &[])
+                        .map(|rows| {
+                            rows.map(|r| {
+                                let t = r.get::<pg_sys::Oid>(1).ok().flatten();
+                                let o = r.get::<pg_sys::Oid>(2).ok().flatten();
+                                (t.unwrap_or_default(), o.unwrap_or_default())
+                            })
+                            .collect::<Vec<_>>()
                         })
-                        .collect::<Vec<_>>()
-                    })
+                })
             })
             .unwrap_or_else(|e| panic!("listing queue tables: {e}"))
         });
         for (table, owner) in tables {
-            // One batch per transaction, until a batch comes back short.
-            while BackgroundWorker::transaction(|| {
-                let table = QueueTable::resolve(Some(table));
-                crate::sandbox::as_role(owner, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, || {
-                    purge(&table, keep, BATCH, false)
-                })
-            }) == BATCH
-            {
+            // One batch per transaction, until a batch comes back short or fails.
+            loop {
                 if BackgroundWorker::sigterm_received() {
                     return;
+                }
+                let deleted = BackgroundWorker::transaction(|| {
+                    let mut deleted = 0;
+                    let failure = crate::subxact::catching(|| {
+                        crate::sandbox::as_role(
+                            owner,
+                            pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+                            || {
+                                let table = QueueTable::resolve(Some(table));
+                                deleted = purge(&table, keep, BATCH, false);
+                            },
+                        )
+                    });
+                    if let Some(f) = failure {
+                        if f.is_cancel() {
+                            f.rethrow();
+                        }
+                        log!(
+                            "pq maintenance: purging table {} failed ({}: {}); skipped until the next round",
+                            table.to_u32(),
+                            f.sqlstate,
+                            f.message
+                        );
+                        return 0;
+                    }
+                    deleted
+                });
+                if deleted < BATCH {
+                    break;
                 }
             }
         }

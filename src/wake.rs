@@ -47,12 +47,7 @@ pub fn tag(table: &QueueTable, queue: &str) -> u32 {
 fn tag_of(table: pg_sys::Oid, queue: &str) -> u32 {
     // FNV-1a: stable, tiny, good enough to spread queues over 16 bits.
     let mut h: u32 = 0x811c9dc5;
-    for b in table
-        .to_u32()
-        .to_le_bytes()
-        .iter()
-        .chain(queue.as_bytes())
-    {
+    for b in table.to_u32().to_le_bytes().iter().chain(queue.as_bytes()) {
         h = (h ^ *b as u32).wrapping_mul(0x01000193);
     }
     event(h)
@@ -136,7 +131,9 @@ fn on_claims_rolled_back() {
     }
     let mut tags = Vec::with_capacity(claims.len());
     for (table, queue, key) in &claims {
-        crate::heads::lower(*table, queue, *key);
+        if let Some(key) = key {
+            crate::heads::lower(*table, queue, *key);
+        }
         tags.push(tag_of(*table, queue));
     }
     // SAFETY: any backend is attached to shared memory.
@@ -152,6 +149,12 @@ pub unsafe extern "C-unwind" fn on_xact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            crate::notify::flush();
+            return;
+        }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             for (table, queue, key) in READY.with(|r| std::mem::take(&mut *r.borrow_mut())) {
                 crate::heads::lower(table, &queue, key);
@@ -176,6 +179,7 @@ pub unsafe extern "C-unwind" fn on_xact_event(
 }
 
 fn forget_pending() {
+    crate::notify::forget();
     PENDING.with(|p| p.borrow_mut().clear());
     READY.with(|r| r.borrow_mut().clear());
 }

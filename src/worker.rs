@@ -199,7 +199,9 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
 
 /// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.
 fn extension_table() -> Option<crate::table::QueueTable> {
-    let oid = Spi::get_one::<pg_sys::Oid>(include_str!("queries/extension_table.sql"))
-        .unwrap_or_else(|e| panic!("looking for the pq extension: {e}"))?;
+    let oid = crate::pinning::pinned(|_| {
+        Spi::get_one::<pg_sys::Oid>(include_str!("queries/extension_table.sql"))
+    })
+    .unwrap_or_else(|e| panic!("looking for the pq extension: {e}"))?;
     Some(crate::table::QueueTable::resolve(Some(oid)))
 }

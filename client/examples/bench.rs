@@ -114,8 +114,11 @@ fn main() {
             for i in 0..samples {
                 q.put(&json!({"n": i})).unwrap();
                 let committed = Instant::now();
-                let returned = rx.recv_timeout(Duration::from_secs(10)).expect("a waiter woke");
-                latencies.push(returned.saturating_duration_since(committed).as_secs_f64() * 1000.0);
+                let returned = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a waiter woke");
+                latencies
+                    .push(returned.saturating_duration_since(committed).as_secs_f64() * 1000.0);
                 thread::sleep(Duration::from_millis(20)); // the winner blocks again
             }
             latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());

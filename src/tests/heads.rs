@@ -28,9 +28,12 @@ fn a_job_committed_late_with_a_lower_id_is_still_claimed() {
         .get(0);
     let later: Vec<i64> = (1..=5)
         .map(|n| {
-            c.query_one("SELECT pq_put('h_late', jsonb_build_object('n', $1::int))", &[&n])
-                .unwrap()
-                .get(0)
+            c.query_one(
+                "SELECT pq_put('h_late', jsonb_build_object('n', $1::int))",
+                &[&n],
+            )
+            .unwrap()
+            .get(0)
         })
         .collect();
     for id in &later {
@@ -46,11 +49,17 @@ fn a_rolled_back_claim_is_claimed_again_at_once() {
     let mut c = connect();
     let mut other = connect();
     for n in 0..3 {
-        c.execute("SELECT pq_put('h_rollback', jsonb_build_object('n', $1::int))", &[&n])
-            .unwrap();
+        c.execute(
+            "SELECT pq_put('h_rollback', jsonb_build_object('n', $1::int))",
+            &[&n],
+        )
+        .unwrap();
     }
     let mut tx = other.transaction().unwrap();
-    let first: i64 = tx.query_one("SELECT id FROM pq_get('h_rollback')", &[]).unwrap().get(0);
+    let first: i64 = tx
+        .query_one("SELECT id FROM pq_get('h_rollback')", &[])
+        .unwrap()
+        .get(0);
     // Claims behind it move the head past it.
     let second = get_one(&mut c, "h_rollback").unwrap();
     assert!(second > first);
@@ -74,35 +83,53 @@ fn jobs_made_ready_by_hand_are_found() {
     let mut c = connect();
     let ids: Vec<i64> = (0..4)
         .map(|n| {
-            c.query_one("SELECT pq_put('h_hand', jsonb_build_object('n', $1::int))", &[&n])
-                .unwrap()
-                .get(0)
+            c.query_one(
+                "SELECT pq_put('h_hand', jsonb_build_object('n', $1::int))",
+                &[&n],
+            )
+            .unwrap()
+            .get(0)
         })
         .collect();
     for id in &ids {
         assert_eq!(get_one(&mut c, "h_hand"), Some(*id));
     }
-    c.execute("UPDATE queue SET dequeued_at = NULL WHERE id = $1", &[&ids[0]])
-        .unwrap();
+    c.execute(
+        "UPDATE queue SET dequeued_at = NULL WHERE id = $1",
+        &[&ids[0]],
+    )
+    .unwrap();
     assert_eq!(get_one(&mut c, "h_hand"), Some(ids[0]));
     let scheduled: i64 = c
         .query_one("SELECT pq_put('h_hand', '{}', '1h')", &[])
         .unwrap()
         .get(0);
-    c.execute("UPDATE queue SET schedule_at = NULL WHERE id = $1", &[&scheduled])
-        .unwrap();
+    c.execute(
+        "UPDATE queue SET schedule_at = NULL WHERE id = $1",
+        &[&scheduled],
+    )
+    .unwrap();
     assert_eq!(get_one(&mut c, "h_hand"), Some(scheduled));
     // A job with no expected_at is behind one with any; moving another queue's job here too.
     let moved: i64 = c
         .query_one("SELECT pq_put('h_hand_other', '{}')", &[])
         .unwrap()
         .get(0);
-    let last: i64 = c.query_one("SELECT pq_put('h_hand', '{}')", &[]).unwrap().get(0);
+    let last: i64 = c
+        .query_one("SELECT pq_put('h_hand', '{}')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(get_one(&mut c, "h_hand"), Some(last));
-    c.execute("UPDATE queue SET q_name = 'h_hand' WHERE id = $1", &[&moved])
-        .unwrap();
+    c.execute(
+        "UPDATE queue SET q_name = 'h_hand' WHERE id = $1",
+        &[&moved],
+    )
+    .unwrap();
     assert_eq!(get_one(&mut c, "h_hand"), Some(moved));
-    let early: i64 = c.query_one("SELECT pq_put('h_hand', '{}')", &[]).unwrap().get(0);
+    let early: i64 = c
+        .query_one("SELECT pq_put('h_hand', '{}')", &[])
+        .unwrap()
+        .get(0);
     c.execute(
         "UPDATE queue SET expected_at = now() - interval '1 day' WHERE id = $1",
         &[&early],
@@ -122,7 +149,8 @@ fn four_getters_with_rollbacks_and_a_held_snapshot_take_each_job_exactly_once() 
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
         .start()
         .unwrap();
-    snap.query_one("SELECT count(*) FROM pg_class", &[]).unwrap();
+    snap.query_one("SELECT count(*) FROM pg_class", &[])
+        .unwrap();
     let total = 4000;
     let start = Arc::new(Barrier::new(6));
     let producers: Vec<_> = (0..2)
@@ -136,7 +164,10 @@ fn four_getters_with_rollbacks_and_a_held_snapshot_take_each_job_exactly_once() 
                     // Some puts hold their id a moment before committing.
                     let mut tx = c.transaction().unwrap();
                     let id: i64 = tx
-                        .query_one("SELECT pq_put('h_churn', jsonb_build_object('n', $1::int))", &[&(p * total + n)])
+                        .query_one(
+                            "SELECT pq_put('h_churn', jsonb_build_object('n', $1::int))",
+                            &[&(p * total + n)],
+                        )
                         .unwrap()
                         .get(0);
                     if n % 7 == 0 {
@@ -208,8 +239,11 @@ fn a_plain_insert_wakes_a_blocked_get_at_once() {
     });
     // Let the waiter sleep through a few polls, so its cap has grown past what we measure.
     thread::sleep(Duration::from_millis(1500));
-    c.execute("INSERT INTO queue (q_name, data) VALUES ('h_insert', '{}')", &[])
-        .unwrap();
+    c.execute(
+        "INSERT INTO queue (q_name, data) VALUES ('h_insert', '{}')",
+        &[],
+    )
+    .unwrap();
     let committed = Instant::now();
     let (got, returned, _) = waiter.join().unwrap();
     assert!(got);
@@ -254,7 +288,10 @@ fn pq_purge_deletes_old_finished_jobs_and_keeps_the_rest() {
     assert_eq!(count(&mut c, "dequeued_at > now() - interval '1 hour'"), 10);
     assert_eq!(count(&mut c, "data ? 'failed_at'"), 1, "failed jobs stay");
     let n: i64 = c
-        .query_one("SELECT pq_purge('1 day', failed => true, tbl => 'h_purge')", &[])
+        .query_one(
+            "SELECT pq_purge('1 day', failed => true, tbl => 'h_purge')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
@@ -288,18 +325,49 @@ fn puts_notify_only_channels_someone_listens_on() {
         let r = c.batch_execute(&format!("PREPARE TRANSACTION 'h_{queue}'"));
         match r {
             Ok(()) => {
-                c.batch_execute(&format!("ROLLBACK PREPARED 'h_{queue}'")).unwrap();
+                c.batch_execute(&format!("ROLLBACK PREPARED 'h_{queue}'"))
+                    .unwrap();
                 Ok(())
             }
             Err(e) => Err(e.code().map(|s| s.code().to_string()).unwrap_or_default()),
         }
     };
-    assert_eq!(prepares(&mut c, "h_unheard"), Ok(()), "a put nobody hears sent NOTIFY");
+    assert_eq!(
+        prepares(&mut c, "h_unheard"),
+        Ok(()),
+        "a put nobody hears sent NOTIFY"
+    );
+    // Decided at commit: a session that starts listening while the putting transaction runs
+    // is notified.
+    let mut late = connect();
+    let mut tx = c.transaction().unwrap();
+    tx.execute("SELECT pq_put('h_late_listener', '{}')", &[])
+        .unwrap();
+    late.batch_execute("LISTEN h_late_listener").unwrap();
+    tx.commit().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = 0;
+    while got == 0 && Instant::now() < deadline {
+        late.batch_execute("SELECT 1").unwrap();
+        got = late.notifications().iter().count().unwrap();
+    }
+    assert_eq!(
+        got, 1,
+        "a listener that began during the put's transaction was not notified"
+    );
     let mut listener = connect();
     listener.batch_execute("LISTEN h_heard").unwrap();
-    assert_eq!(prepares(&mut c, "h_heard"), Err("0A000".into()), "a heard put sent none");
+    assert_eq!(
+        prepares(&mut c, "h_heard"),
+        Err("0A000".into()),
+        "a heard put sent none"
+    );
     c.batch_execute("SET pq.notify = on").unwrap();
-    assert_eq!(prepares(&mut c, "h_unheard"), Err("0A000".into()), "pq.notify = on");
+    assert_eq!(
+        prepares(&mut c, "h_unheard"),
+        Err("0A000".into()),
+        "pq.notify = on"
+    );
     c.batch_execute("SET pq.notify = off").unwrap();
     assert_eq!(prepares(&mut c, "h_heard"), Ok(()), "pq.notify = off");
     c.batch_execute("RESET pq.notify").unwrap();
@@ -317,7 +385,10 @@ fn puts_notify_only_channels_someone_listens_on() {
     drop(listener);
     let deadline = Instant::now() + Duration::from_secs(5);
     while prepares(&mut c, "h_heard").is_err() {
-        assert!(Instant::now() < deadline, "a listener that left is still counted");
+        assert!(
+            Instant::now() < deadline,
+            "a listener that left is still counted"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -329,16 +400,24 @@ fn claim_order_is_the_same_from_the_indexes_and_from_sql() {
     // expected_at first (due scheduled jobs included), then the others by id.
     let mut c = connect();
     for (table, drop) in [("h_order_idx", false), ("h_order_sql", true)] {
-        c.batch_execute(&format!("SELECT pq_create_table('{table}')")).unwrap();
+        c.batch_execute(&format!("SELECT pq_create_table('{table}')"))
+            .unwrap();
         if drop {
-            c.batch_execute(&format!("DROP INDEX {table}_ready_idx")).unwrap();
+            c.batch_execute(&format!("DROP INDEX {table}_ready_idx"))
+                .unwrap();
         }
         let put = |c: &mut Client, sql: &str| -> i64 {
             c.query_one(&sql.replace("TBL", table), &[]).unwrap().get(0)
         };
         let plain1 = put(&mut c, "SELECT pq_put('q', '{}', tbl => 'TBL')");
-        let late = put(&mut c, "SELECT pq_put('q', '{}', expected_at => '2h', tbl => 'TBL')");
-        let soon = put(&mut c, "SELECT pq_put('q', '{}', expected_at => '1h', tbl => 'TBL')");
+        let late = put(
+            &mut c,
+            "SELECT pq_put('q', '{}', expected_at => '2h', tbl => 'TBL')",
+        );
+        let soon = put(
+            &mut c,
+            "SELECT pq_put('q', '{}', expected_at => '1h', tbl => 'TBL')",
+        );
         // Scheduled a moment ago (due now), with the earliest expected_at of all.
         let due = put(&mut c, "INSERT INTO TBL (q_name, data, schedule_at, expected_at) VALUES ('q', '{}', now() - interval '1 s', now()) RETURNING id");
         let future = put(&mut c, "SELECT pq_put('q', '{}', '1h', tbl => 'TBL')");
@@ -347,12 +426,19 @@ fn claim_order_is_the_same_from_the_indexes_and_from_sql() {
         let _ = future;
         let mut got = Vec::new();
         while let Some(r) = c
-            .query_opt(&format!("SELECT id FROM pq_get('q', tbl => '{table}')"), &[])
+            .query_opt(
+                &format!("SELECT id FROM pq_get('q', tbl => '{table}')"),
+                &[],
+            )
             .unwrap()
         {
             got.push(r.get::<_, i64>(0));
         }
-        assert_eq!(got, vec![due, soon, late, plain1, plain2, due_plain], "{table}");
+        assert_eq!(
+            got,
+            vec![due, soon, late, plain1, plain2, due_plain],
+            "{table}"
+        );
         c.batch_execute(&format!("DROP TABLE {table}")).unwrap();
     }
 }
@@ -378,7 +464,10 @@ fn row_security_is_applied_and_hidden_jobs_stay_for_others() {
     tenant.batch_execute("SET ROLE h_tenant").unwrap();
     let mut mine = Vec::new();
     while let Some(r) = tenant
-        .query_opt("SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_rls')", &[])
+        .query_opt(
+            "SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_rls')",
+            &[],
+        )
         .unwrap()
     {
         mine.push(r.get::<_, i32>(0));
@@ -386,7 +475,10 @@ fn row_security_is_applied_and_hidden_jobs_stay_for_others() {
     assert_eq!(mine, vec![2, 4, 6, 8, 10]);
     let mut others = Vec::new();
     while let Some(r) = c
-        .query_opt("SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_rls')", &[])
+        .query_opt(
+            "SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_rls')",
+            &[],
+        )
         .unwrap()
     {
         others.push(r.get::<_, i32>(0));
@@ -394,4 +486,86 @@ fn row_security_is_applied_and_hidden_jobs_stay_for_others() {
     assert_eq!(others, vec![1, 3, 5, 7, 9]);
     tenant.batch_execute("RESET ROLE").unwrap();
     c.batch_execute("DROP TABLE h_rls").unwrap();
+}
+
+#[test]
+fn a_partitioned_queue_table_is_claimed_through_sql() {
+    // Only plain tables are read around the executor; a partitioned one (even a TEMP one that
+    // any role can make) goes through candidates.sql.
+    let mut c = connect();
+    c.batch_execute(
+        "CREATE TEMP TABLE h_parted (id bigserial, enqueued_at timestamptz NOT NULL DEFAULT now(),
+             dequeued_at timestamptz, expected_at timestamptz, schedule_at timestamptz,
+             q_name text NOT NULL, data jsonb NOT NULL) PARTITION BY LIST (q_name);
+         CREATE TEMP TABLE h_parted_d PARTITION OF h_parted DEFAULT;
+         CREATE INDEX ON h_parted (q_name, expected_at, id) WHERE dequeued_at IS NULL AND schedule_at IS NULL;
+         CREATE INDEX ON h_parted (q_name, schedule_at) WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
+         INSERT INTO h_parted (q_name, data) SELECT 'q', jsonb_build_object('n', g) FROM generate_series(1, 3) g;",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    while let Some(r) = c
+        .query_opt(
+            "SELECT (data->>'n')::int FROM pq_get('q', tbl => 'h_parted')",
+            &[],
+        )
+        .unwrap()
+    {
+        got.push(r.get::<_, i32>(0));
+    }
+    assert_eq!(got, vec![1, 2, 3]);
+}
+
+#[test]
+fn the_maintenance_worker_purges_every_queue_table_and_skips_one_that_fails() {
+    // The test cluster preloads pq, so the maintenance worker purges this database every
+    // 10 s, with pq.retention at its default (1 day). A queue table whose purge raises comes
+    // first (lower OID) and must not stop the next; a table merely carrying a trigger of that
+    // name on another function is not a queue table at all.
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_create_table('h_mw_fails');
+         CREATE FUNCTION h_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;
+         CREATE TRIGGER refuse BEFORE DELETE ON h_mw_fails FOR EACH ROW EXECUTE FUNCTION h_refuse();
+         CREATE TABLE h_mw_fake (x int);
+         CREATE FUNCTION pq_stamp_enqueuer_fake() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER pq_enqueued_by BEFORE INSERT ON h_mw_fake FOR EACH ROW EXECUTE FUNCTION pq_stamp_enqueuer_fake();
+         SELECT pq_create_table('h_mw_ok');
+         INSERT INTO h_mw_fails (q_name, data, dequeued_at) SELECT 'q', '{}', now() - interval '2 days' FROM generate_series(1, 3);
+         INSERT INTO h_mw_ok (q_name, data, dequeued_at) SELECT 'q', '{}', now() - interval '2 days' FROM generate_series(1, 1500);
+         INSERT INTO h_mw_ok (q_name, data) VALUES ('q', '{}');
+         INSERT INTO h_mw_ok (q_name, data, dequeued_at) VALUES ('q', '{}', now());",
+    )
+    .unwrap();
+    let left = |c: &mut Client| -> i64 {
+        c.query_one("SELECT count(*) FROM h_mw_ok", &[])
+            .unwrap()
+            .get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while left(&mut c) > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the maintenance worker did not purge h_mw_ok"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(left(&mut c), 2, "the pending and the recent job stay");
+    let kept: i64 = c
+        .query_one("SELECT count(*) FROM h_mw_fails", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 3);
+    let workers: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq maintenance'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(workers, 1, "the maintenance worker keeps running");
+    c.batch_execute(
+        "DROP TABLE h_mw_fails, h_mw_fake, h_mw_ok; DROP FUNCTION h_refuse(); DROP FUNCTION pq_stamp_enqueuer_fake();",
+    )
+    .unwrap();
 }
