@@ -42,6 +42,7 @@ def main():
     cur = conn.cursor()
     cur.execute("CREATE EXTENSION IF NOT EXISTS pq")
     cur.execute("TRUNCATE queue")
+    cur.execute("SELECT pq_channel('load the library')")  # defines pq.* in this session
     cur.execute("SHOW pq.retention")
     retention = cur.fetchone()[0]
     cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pq maintenance'")
@@ -64,16 +65,18 @@ def main():
         print(f"  {rows[-1][0]:>5} s  heap {heap / 1e6:8.2f} MB  indexes {idx / 1e6:8.2f} MB  rows {jobs:>9,}  pending {pending:>6,}", flush=True)
     _, err = bench.communicate()
     tps = [float(x) for x in re.findall(r"progress: [0-9.]+ s, ([0-9.]+) tps", err)]
-    lines = [f"Steady put+get churn: {args.rate} transactions/s (4 clients, pgbench --rate), {seconds} s, "
-             f"pq.retention = {retention}, maintenance worker purging every 10 s; autovacuum at its defaults. "
-             f"Median rate reached: {statistics.median(tps) if tps else 0:,.0f} tps.", "",
+    worker = "the maintenance worker purging every 10 s" if workers else "no maintenance worker (pq not preloaded)"
+    lines = [f"Steady churn of {args.rate // 2} put+get pairs/s ({args.rate} transactions/s; 4 clients, pgbench --rate), "
+             f"{seconds} s, pq.retention = {retention}, {worker}; autovacuum at its defaults. "
+             f"Median rate reached: {statistics.median(tps) if tps else 0:,.0f} pairs/s.", "",
              "| time | heap MB | indexes MB | total MB | rows | pending |", "|---:|---:|---:|---:|---:|---:|"]
     for t, heap, idx, total, jobs, pending in rows:
         lines.append(f"| {t // 60}m{t % 60:02d}s | {heap / 1e6:.2f} | {idx / 1e6:.2f} | {total / 1e6:.2f} | {jobs:,} | {pending:,} |")
-    five = [r for r in rows if r[0] <= (60 if args.smoke else 300)]
+    early = seconds // 2 if args.smoke else 300
+    five = [r for r in rows if r[0] <= early]
     if five and rows:
         lines.append("")
-        lines.append(f"Total size at the end / after the first {'minute' if args.smoke else '5 minutes'}: "
+        lines.append(f"Total size at the end / after the first {early} s: "
                      f"{rows[-1][3] / five[-1][3]:.2f} (target: at most 1.00, i.e. no growth).")
     text = "\n".join(lines)
     print("\n" + text)
