@@ -259,7 +259,7 @@ pub fn read(
                 } else {
                     None
                 },
-                xmax: get(pg_sys::MaxTransactionIdAttributeNumber as i32)
+                xmax: get(pg_sys::MaxTransactionIdAttributeNumber)
                     .map_or(pg_sys::InvalidTransactionId, |d| {
                         pg_sys::TransactionId::from(d.value() as u32)
                     }),

@@ -133,6 +133,7 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum)
 /// The utility hook: sees every `LISTEN` of every session (pq is preloaded). `UNLISTEN` is not
 /// counted down: a session stays counted until it exits, which only errs towards notifying.
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // PostgreSQL's hook signature
 unsafe extern "C-unwind" fn on_utility(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const std::ffi::c_char,
