@@ -85,14 +85,17 @@ pub fn claim(
         Only::SqlTasks => None,
         _ => crate::heads::start(table.oid, queue, advancing),
     };
+    let ask = Ask {
+        table,
+        queue,
+        only,
+        limit,
+    };
     let mut jobs = Vec::new();
     loop {
         let from = start.map_or(Key::MIN, |s| s.from);
-        let passed = Spi::connect(|client| {
-            claim_from(
-                pinned, client, table, queue, only, limit, from, &mut jobs, memcx,
-            )
-        });
+        let passed =
+            Spi::connect(|client| claim_from(pinned, client, &ask, from, &mut jobs, memcx));
         if let (Some(s), Some(to), true) = (&start, passed, advancing) {
             crate::heads::advance(s, to);
         }
@@ -107,21 +110,31 @@ pub fn claim(
     }
 }
 
+/// What a claim asks for: up to `limit` jobs of `queue` in `table` that `only` admits.
+struct Ask<'a> {
+    table: &'a QueueTable,
+    queue: &'a str,
+    only: Only<'a>,
+    limit: usize,
+}
+
 /// One pass of [`claim`] over the candidates from `from`, pushing claimed jobs to `jobs`.
 /// Returns the key of the last unscheduled candidate in claim order before which every one was
 /// claimed here or found consumed or being claimed (what the head may advance to).
-#[allow(clippy::too_many_arguments)]
 fn claim_from(
     pinned: &Pinned,
     client: &SpiClient<'_>,
-    table: &QueueTable,
-    queue: &str,
-    only: Only<'_>,
-    limit: usize,
+    ask: &Ask<'_>,
     from: Key,
     jobs: &mut Vec<Job>,
     memcx: &mut PgMemoryContexts,
 ) -> Option<Key> {
+    let Ask {
+        table,
+        queue,
+        only,
+        limit,
+    } = *ask;
     let mut passed = None;
     let mut passing = true;
     // Decides on one candidate; false once `limit` jobs are claimed.
@@ -164,16 +177,7 @@ fn claim_from(
         .indexes
         .filter(|_| !matches!(only, Only::SqlTasks) && crate::candidates::readable(table.oid));
     match direct {
-        None => sql_candidates(
-            pinned,
-            client,
-            table,
-            queue,
-            only,
-            limit,
-            from,
-            &mut consider,
-        ),
+        None => sql_candidates(pinned, client, ask, from, &mut consider),
         Some(indexes) => crate::candidates::read(
             table.oid,
             indexes,
@@ -189,17 +193,19 @@ fn claim_from(
 
 /// Visits the candidates from `from` through an SQL cursor (`candidates.sql`): for `pq_work`'s
 /// SQL tasks, and for tables without the indexes `candidates::read` reads.
-#[allow(clippy::too_many_arguments)]
 fn sql_candidates(
     pinned: &Pinned,
     client: &SpiClient<'_>,
-    table: &QueueTable,
-    queue: &str,
-    only: Only<'_>,
-    limit: usize,
+    ask: &Ask<'_>,
     from: Key,
     consider: &mut dyn FnMut(&Candidate) -> bool,
 ) {
+    let Ask {
+        table,
+        queue,
+        only,
+        limit,
+    } = *ask;
     let stmt = match only {
         Only::SqlTasks => Stmt::SqlTaskCandidates,
         _ => Stmt::Candidates,
