@@ -200,12 +200,7 @@ fn sql_candidates(
     from: Key,
     consider: &mut dyn FnMut(&Candidate) -> bool,
 ) {
-    let Ask {
-        table,
-        queue,
-        only,
-        limit,
-    } = *ask;
+    let (table, queue, only) = (ask.table, ask.queue, ask.only);
     let stmt = match only {
         Only::SqlTasks => Stmt::SqlTaskCandidates,
         _ => Stmt::Candidates,
@@ -229,7 +224,7 @@ fn sql_candidates(
         let mut cursor = client
             .try_open_cursor(candidates, &args)
             .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
-        let mut want = limit as i64;
+        let mut want = ask.limit as i64;
         loop {
             let rows: Vec<Candidate> = cursor
                 .fetch(want)
