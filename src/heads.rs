@@ -19,11 +19,13 @@
 //! table records puts and updates, the transaction callbacks record aborted claims; see
 //! `wake`), and a claimer may only advance the head to below every key lowered since it read
 //! the head, which it read before its snapshot. A lowering it cannot account for (the short
-//! log of recent lowerings overflowed, its slot was reused) cancels its advance. What the
-//! trigger cannot see (a prepared transaction committed from another session, rows written
-//! with triggers disabled) is found by a full scan from the start of the queue, which each
-//! queue gets at least every [`FULL_SCAN_EVERY_US`] and, when a claim from the head finds
-//! nothing, every [`FULL_SCAN_IDLE_US`].
+//! log of recent lowerings overflowed, its slot was reused) cancels its advance. A prepared
+//! transaction ends in a session that never saw its puts or claims: `COMMIT PREPARED` and
+//! `ROLLBACK PREPARED` reset every head of the database (`utility`). What nothing can see (rows
+//! written with triggers disabled, a user trigger rewriting claim order after pq's) is found by
+//! a full scan from the start of the queue, which each queue gets at least every
+//! [`FULL_SCAN_EVERY_US`] and, when a claim from the head finds nothing, every
+//! [`FULL_SCAN_IDLE_US`].
 //!
 //! Without `shared_preload_libraries = 'pq'` there is no shared table and every claim reads
 //! from the start, as before. Scheduled jobs (`schedule_at` set) are read from their own index
@@ -301,6 +303,28 @@ pub fn lower(table: pg_sys::Oid, queue: &str, key: Key) {
     s.log[oldest] = (seq, key);
     if key < s.head {
         s.head = key;
+    }
+}
+
+/// Sends every head of this database back to the start of its queue, as if each had been
+/// lowered to [`Key::MIN`]: after a prepared transaction ended (see `utility`).
+pub fn reset_database() {
+    if !active() {
+        return;
+    }
+    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let mut heads = HEADS.exclusive();
+    heads.seq += 1;
+    let seq = heads.seq;
+    for s in heads
+        .slots
+        .iter_mut()
+        .filter(|s| s.table != 0 && s.db == db)
+    {
+        let oldest = (0..LOG).min_by_key(|&i| s.log[i].0).expect("LOG > 0");
+        s.forgotten = s.forgotten.max(s.log[oldest].0);
+        s.log[oldest] = (seq, Key::MIN);
+        s.head = Key::MIN;
     }
 }
 

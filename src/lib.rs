@@ -25,6 +25,7 @@
 //! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
 //! | `worker`   | background workers performing tasks for configured queues      |
 //! | `retention`| `pq_purge` and the maintenance worker: finished jobs are deleted |
+//! | `utility`  | the utility hook: `LISTEN`s, the end of prepared transactions   |
 //! | `pinning`  | pinning `search_path` and planner settings for pq's statements   |
 //! | `subxact`  | subtransactions that catch a task's error                       |
 //! | `error`    | SQLSTATE-carrying errors for bad input                          |
@@ -55,6 +56,7 @@ mod subxact;
 mod table;
 mod task;
 mod timespec;
+mod utility;
 mod wait;
 mod wake;
 mod work;
@@ -87,6 +89,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     heads::init();
     notify::init();
+    utility::init();
     sandbox::init();
     retention::init();
     worker::init();

@@ -10,7 +10,7 @@
 //! A NOTIFY is not free: PostgreSQL serialises the commits of notifying transactions on one
 //! cluster-wide lock, held through the commit's WAL flush, so notifying puts lose group commit
 //! (4 clients with `synchronous_commit = on`: 4,700 puts/s against 7,800 without). With pq
-//! preloaded, every backend sees every `LISTEN` (a utility hook) and counts, per channel, the
+//! preloaded, every backend sees every `LISTEN` (the utility hook, `utility`) and counts, per channel, the
 //! sessions that ever listened on it and are still connected; by default (`pq.notify =
 //! auto`) a put notifies only a channel somebody listens on. Without preload pq cannot see
 //! other sessions' `LISTEN`s, so `auto` notifies every put, as `on` does.
@@ -66,8 +66,6 @@ thread_local! {
     static MINE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
-
 /// Defines `pq.notify`; when preloaded, the listener counts and the hook that keeps them.
 /// Called from `_PG_init`.
 pub fn init() {
@@ -81,11 +79,6 @@ pub fn init() {
     );
     if crate::heads::active() {
         pg_shmem_init!(LISTENERS);
-        // SAFETY: chaining the hook once, while the library is preloaded.
-        unsafe {
-            PREV_UTILITY = pg_sys::ProcessUtility_hook;
-            pg_sys::ProcessUtility_hook = Some(on_utility);
-        }
     }
 }
 
@@ -97,9 +90,10 @@ fn slot(channel: &str) -> usize {
     (h % CHANNELS as u64) as usize
 }
 
-/// Counts this session as a listener of `channel` (once; until it exits). Counting at the
-/// statement rather than at commit errs towards notifying.
-fn listening(channel: &str) {
+/// Counts this session as a listener of `channel` (once; until it exits), for the utility
+/// hook (see `utility`), which sees every `LISTEN`. Counting at the statement rather than at
+/// commit errs towards notifying; `UNLISTEN` is not counted down, for the same reason.
+pub fn listening(channel: &str) {
     let i = slot(channel);
     let first = MINE.with(|m| {
         let mut m = m.borrow_mut();
@@ -127,45 +121,6 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum)
     let mut l = LISTENERS.exclusive();
     for i in mine {
         l.count[i] = l.count[i].saturating_sub(1);
-    }
-}
-
-/// The utility hook: sees every `LISTEN` of every session (pq is preloaded). `UNLISTEN` is not
-/// counted down: a session stays counted until it exits, which only errs towards notifying.
-#[pg_guard]
-#[allow(clippy::too_many_arguments)] // PostgreSQL's hook signature
-unsafe extern "C-unwind" fn on_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    // SAFETY: PostgreSQL hands us a valid planned utility statement.
-    unsafe {
-        let stmt = (*pstmt).utilityStmt;
-        if !stmt.is_null() && (*stmt).type_ == pg_sys::NodeTag::T_ListenStmt {
-            let name = (*(stmt as *mut pg_sys::ListenStmt)).conditionname;
-            if !name.is_null() {
-                listening(&std::ffi::CStr::from_ptr(name).to_string_lossy());
-            }
-        }
-        match PREV_UTILITY {
-            Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query,
-                read_only_tree,
-                context,
-                params,
-                env,
-                dest,
-                qc,
-            ),
-        }
     }
 }
 

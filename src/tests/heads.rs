@@ -569,3 +569,50 @@ fn the_maintenance_worker_purges_every_queue_table_and_skips_one_that_fails() {
     )
     .unwrap();
 }
+
+#[test]
+fn prepared_transactions_are_seen_as_soon_as_they_end() {
+    // A prepared transaction ends in a session that never saw its puts or claims: COMMIT
+    // PREPARED and ROLLBACK PREPARED send the database's heads back to the start, so its job
+    // is found by the next claim, not only by the next periodic full scan.
+    let mut c = connect();
+    let mut p = connect();
+    p.batch_execute("BEGIN").unwrap();
+    let put: i64 = p
+        .query_one("SELECT pq_put('h_2pc', '{\"n\": 0}')", &[])
+        .unwrap()
+        .get(0);
+    // Nobody listens on h_2pc, so pq.notify = auto sends no NOTIFY (which could not be prepared).
+    p.batch_execute("PREPARE TRANSACTION 'h_2pc_put'").unwrap();
+    for n in 1..=3 {
+        c.execute(
+            "SELECT pq_put('h_2pc', jsonb_build_object('n', $1::int))",
+            &[&n],
+        )
+        .unwrap();
+    }
+    for _ in 1..=3 {
+        assert!(get_one(&mut c, "h_2pc").is_some());
+    }
+    c.batch_execute("COMMIT PREPARED 'h_2pc_put'").unwrap();
+    assert_eq!(get_one(&mut c, "h_2pc"), Some(put));
+    // A prepared claim rolled back.
+    for n in 4..=6 {
+        c.execute(
+            "SELECT pq_put('h_2pc', jsonb_build_object('n', $1::int))",
+            &[&n],
+        )
+        .unwrap();
+    }
+    p.batch_execute("BEGIN").unwrap();
+    let held: i64 = p
+        .query_one("SELECT id FROM pq_get('h_2pc')", &[])
+        .unwrap()
+        .get(0);
+    p.batch_execute("PREPARE TRANSACTION 'h_2pc_get'").unwrap();
+    assert!(get_one(&mut c, "h_2pc").is_some());
+    assert!(get_one(&mut c, "h_2pc").is_some());
+    assert_eq!(get_one(&mut c, "h_2pc"), None);
+    c.batch_execute("ROLLBACK PREPARED 'h_2pc_get'").unwrap();
+    assert_eq!(get_one(&mut c, "h_2pc"), Some(held));
+}
