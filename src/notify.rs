@@ -163,13 +163,17 @@ pub fn notify(queue: &str) {
     });
 }
 
-/// Just before commit (or PREPARE), sends the NOTIFYs of this transaction's puts. Deciding
-/// here, not at the put, is what lets `auto` see a session that began to LISTEN while the
-/// transaction ran; one that begins during the commit itself may still miss it (a client's
-/// own timeout covers that instant, as Python pq's 1 s does).
-pub fn flush() {
+/// Just before commit, sends the NOTIFYs of this transaction's puts. Deciding here, not at
+/// the put, is what lets `auto` see a session that began to LISTEN while the transaction ran;
+/// one that begins during the commit itself may still miss it (a client's own timeout covers
+/// that instant, as Python pq's 1 s does). Before a `PREPARE TRANSACTION` (`prepare`), `auto`
+/// sends none: PostgreSQL cannot prepare a NOTIFY, and a producer's two-phase commit must not
+/// fail because some other session listens; `on` still does, and PREPARE fails as it would
+/// with a NOTIFY of the producer's own.
+pub fn flush(prepare: bool) {
     for (channel, always) in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
-        if always || !crate::heads::active() || LISTENERS.share().count[slot(&channel)] > 0 {
+        let listened = || !crate::heads::active() || LISTENERS.share().count[slot(&channel)] > 0;
+        if always || (!prepare && listened()) {
             unsafe {
                 direct_function_call_as_datum(
                     pg_sys::pg_notify,
@@ -178,6 +182,13 @@ pub fn flush() {
             }
         }
     }
+}
+
+/// Whether some connected session has listened on `channel` (test builds only).
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_extern(schema = "tests")]
+fn pq_listened(channel: &str) -> bool {
+    crate::heads::active() && LISTENERS.share().count[slot(channel)] > 0
 }
 
 /// Forgets the notifications of a transaction that rolled back.

@@ -10,6 +10,7 @@
 
 use crate::error::raise;
 use crate::pinning::pinned;
+use crate::sandbox::Deadline;
 use crate::table::{QueueTable, Stmt};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -26,6 +27,9 @@ pub const BATCH: i64 = 1000;
 
 /// How often the maintenance worker purges.
 const EVERY: Duration = Duration::from_secs(10);
+
+/// Longest one batch of the maintenance worker may take (a trigger on the table runs in it).
+const BATCH_LIMIT: Duration = Duration::from_secs(60);
 
 /// Defines `pq.retention`. Called from `_PG_init`.
 pub fn init() {
@@ -130,8 +134,9 @@ pub fn register_worker() {
 }
 
 /// The maintenance worker: every [`EVERY`], purges every queue table of `pq.worker_database`
-/// as the table's owner (so no trigger on it runs with more rights than its owner has),
-/// committing after each batch. It connects as the bootstrap superuser (purging another
+/// as the table's owner (so no trigger on it runs with more rights than its owner has), as a
+/// task runs (settings a trigger changes are undone; [`BATCH_LIMIT`] a batch), committing
+/// after each batch. It connects as the bootstrap superuser (purging another
 /// role's table needs its owner's rights), so everything it runs is pinned and qualified, and
 /// one table that fails (dropped meanwhile, a trigger that raises, a revoked privilege) is
 /// logged and skipped: it never stops the others.
@@ -165,22 +170,23 @@ pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
             // One batch per transaction, until a batch comes back short or fails.
             loop {
                 if BackgroundWorker::sigterm_received() {
-                    return;
+                    break;
                 }
                 let deleted = BackgroundWorker::transaction(|| {
                     let mut deleted = 0;
+                    // As a task runs: as the owner, a security-restricted operation, with every
+                    // setting a trigger changes undone, and a time limit.
+                    let deadline = Deadline::arm(Some(BATCH_LIMIT));
                     let failure = crate::subxact::catching(|| {
-                        crate::sandbox::as_role(
-                            owner,
-                            pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-                            || {
-                                let table = QueueTable::resolve(Some(table));
-                                deleted = purge(&table, keep, BATCH, false);
-                            },
-                        )
+                        crate::sandbox::run_as(owner, || {
+                            let table = QueueTable::resolve(Some(table));
+                            deleted = purge(&table, keep, BATCH, false);
+                        })
                     });
+                    let timed_out = deadline.expired();
+                    drop(deadline);
                     if let Some(f) = failure {
-                        if f.is_cancel() {
+                        if f.is_cancel() && !timed_out {
                             f.rethrow();
                         }
                         log!(
@@ -199,4 +205,7 @@ pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
             }
         }
     }
+    // SIGTERM: at shutdown nothing restarts it; after pg_terminate_backend, exiting with 1
+    // has the postmaster start it again (exit 0 would end retention until the next restart).
+    unsafe { pg_sys::proc_exit(1) };
 }

@@ -150,9 +150,12 @@ pub unsafe extern "C-unwind" fn on_xact_event(
 ) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            crate::notify::flush();
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT => {
+            crate::notify::flush(false);
+            return;
+        }
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            crate::notify::flush(true);
             return;
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
