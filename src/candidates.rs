@@ -84,20 +84,19 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
     }
 }
 
-/// Whether this session may read the candidates of table `oid` directly: it holds `SELECT` on
-/// the table (the executor's own check), and no row-level security applies. Otherwise
-/// `candidates.sql` runs, so the executor checks column privileges and policies and raises
-/// its usual `42501`.
-pub fn readable(oid: pg_sys::Oid) -> bool {
-    // SAFETY: catalog checks of the current user's rights.
-    let select = unsafe {
+/// Whether this session may read the candidates of table `oid` directly, given whether row
+/// security applies to it (`rls`, from [`row_security`]): it holds `SELECT` on the table (the
+/// executor's own check), and no row-level security applies. Otherwise `candidates.sql` runs,
+/// so the executor checks column privileges and policies and raises its usual `42501`.
+pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
+    // SAFETY: a catalog check of the current user's rights.
+    !rls && unsafe {
         pg_sys::pg_class_aclcheck(
             oid,
             pg_sys::GetUserId(),
             pg_sys::ACL_SELECT as pg_sys::AclMode,
         ) == pg_sys::AclResult::ACLCHECK_OK
-    };
-    select && !row_security(oid)
+    }
 }
 
 /// Column numbers in a queue table's rows.
@@ -305,31 +304,33 @@ pub fn read(
                     }
                 }
             };
-        // 1. Unscheduled jobs with an expected_at, from the head.
-        if let Some(at) = from.expected_at {
-            let mut keys = [
-                eq(ready),
-                key(
-                    0,
-                    2,
-                    pg_sys::BTGreaterEqualStrategyNumber,
-                    pg_sys::InvalidOid,
-                    pg_sys::F_TIMESTAMPTZ_GE,
-                    pg_sys::Datum::from(at),
-                ),
-            ];
-            let mut scan = Scan::new(heap, ready, snapshot, &mut keys);
-            while go {
+        // Walks one arm of the ready index, yielding before each entry the due jobs that
+        // come before it.
+        let mut walk = |keys: &mut [pg_sys::ScanKeyData], go: &mut bool| {
+            let mut scan = Scan::new(heap, ready, snapshot, keys);
+            while *go {
                 let Some(t) = scan.next() else { break };
                 let c = candidate(t, false);
                 if c.key < from {
                     continue; // same expected_at, before the head's id
                 }
-                flush(Some(c.key), &mut go, &mut visit);
-                if go {
-                    go = visit(&c);
+                flush(Some(c.key), go, &mut visit);
+                if *go {
+                    *go = visit(&c);
                 }
             }
+        };
+        // 1. Unscheduled jobs with an expected_at, from the head.
+        if let Some(at) = from.expected_at {
+            let ge = key(
+                0,
+                2,
+                pg_sys::BTGreaterEqualStrategyNumber,
+                pg_sys::InvalidOid,
+                pg_sys::F_TIMESTAMPTZ_GE,
+                pg_sys::Datum::from(at),
+            );
+            walk(&mut [eq(ready), ge], &mut go);
         }
         // 2. Unscheduled jobs without one, by id, from the head.
         if go {
@@ -338,36 +339,25 @@ pub fn read(
             } else {
                 i64::MIN
             };
-            let mut keys = [
-                eq(ready),
-                key(
-                    pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL,
-                    2,
-                    0, // InvalidStrategy: an IS NULL key
-                    pg_sys::InvalidOid,
-                    0,
-                    pg_sys::Datum::from(0),
-                ),
-                key(
-                    0,
-                    3,
-                    pg_sys::BTGreaterEqualStrategyNumber,
-                    pg_sys::InvalidOid,
-                    pg_sys::F_INT8GE,
-                    pg_sys::Datum::from(start),
-                ),
-            ];
-            let mut scan = Scan::new(heap, ready, snapshot, &mut keys);
-            while go {
-                let Some(t) = scan.next() else { break };
-                let c = candidate(t, false);
-                flush(Some(c.key), &mut go, &mut visit);
-                if go {
-                    go = visit(&c);
-                }
-            }
+            let null = key(
+                pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL,
+                2,
+                0, // InvalidStrategy: an IS NULL key
+                pg_sys::InvalidOid,
+                0,
+                pg_sys::Datum::from(0),
+            );
+            let ge = key(
+                0,
+                3,
+                pg_sys::BTGreaterEqualStrategyNumber,
+                pg_sys::InvalidOid,
+                pg_sys::F_INT8GE,
+                pg_sys::Datum::from(start),
+            );
+            walk(&mut [eq(ready), null, ge], &mut go);
         }
-        // 3. Due scheduled jobs after every unscheduled one.
+        // 3. The due scheduled jobs that come after every unscheduled one.
         flush(None, &mut go, &mut visit);
         pg_sys::UnregisterSnapshot(snapshot);
         pg_sys::index_close(sched, pg_sys::NoLock as pg_sys::LOCKMODE);

@@ -78,9 +78,10 @@ pub fn claim(
     // The queue's head (see `heads`), read before the cursor takes its snapshot. Only a plain
     // claim in READ COMMITTED may move it: a client worker's claim skips jobs it does not
     // admit, and an older snapshot (REPEATABLE READ) may not have seen jobs put since.
+    let rls = crate::candidates::row_security(table.oid);
     let advancing = matches!(only, Only::All)
         && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32
-        && !crate::candidates::row_security(table.oid);
+        && !rls;
     let mut start = match only {
         Only::SqlTasks => None,
         _ => crate::heads::start(table.oid, queue, advancing),
@@ -90,6 +91,7 @@ pub fn claim(
         queue,
         only,
         limit,
+        rls,
     };
     let mut jobs = Vec::new();
     loop {
@@ -110,12 +112,14 @@ pub fn claim(
     }
 }
 
-/// What a claim asks for: up to `limit` jobs of `queue` in `table` that `only` admits.
+/// What a claim asks for: up to `limit` jobs of `queue` in `table` that `only` admits; `rls`:
+/// whether row-level security applies to this session's reads of the table.
 struct Ask<'a> {
     table: &'a QueueTable,
     queue: &'a str,
     only: Only<'a>,
     limit: usize,
+    rls: bool,
 }
 
 /// One pass of [`claim`] over the candidates from `from`, pushing claimed jobs to `jobs`.
@@ -134,6 +138,7 @@ fn claim_from(
         queue,
         only,
         limit,
+        rls,
     } = *ask;
     let mut passed = None;
     let mut passing = true;
@@ -175,7 +180,7 @@ fn claim_from(
     let with_functions = matches!(only, Only::AnyOf(_));
     let direct = table
         .indexes
-        .filter(|_| !matches!(only, Only::SqlTasks) && crate::candidates::readable(table.oid));
+        .filter(|_| !matches!(only, Only::SqlTasks) && crate::candidates::readable(table.oid, rls));
     match direct {
         None => sql_candidates(pinned, client, ask, from, &mut consider),
         Some(indexes) => crate::candidates::read(
@@ -262,9 +267,9 @@ fn sql_candidates(
 }
 
 thread_local! {
-    /// The unscheduled jobs this transaction claimed, by queue: if it (or a subtransaction)
-    /// rolls back, they are ready again, so their queues' heads are lowered and their waiters
-    /// woken (`wake::on_xact_event`).
+    /// The queues this transaction claimed from, each with its earliest unscheduled key: if
+    /// it (or a subtransaction) rolls back, those jobs are ready again, so the queues' heads
+    /// are lowered and their waiters woken (`wake::on_xact_event`).
     static CLAIMED_KEYS: std::cell::RefCell<Vec<(pg_sys::Oid, String, Option<Key>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }

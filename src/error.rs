@@ -47,3 +47,22 @@ pub fn require<T>(value: Option<T>, name: &str, example: &str) -> T {
         )
     })
 }
+
+/// Rejects a count below 1 (or NULL) with 22023, naming the value.
+///
+/// ```ignore
+/// let n = at_least_one(max_rows, "max_rows", "pass how many jobs to delete at most, e.g. 10000");
+/// ```
+pub fn at_least_one(value: Option<i32>, name: &str, hint: &str) -> i32 {
+    match value {
+        Some(n) if n >= 1 => n,
+        other => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "{name} must be at least 1, got {}",
+                other.map_or("NULL".into(), |n| n.to_string())
+            ),
+            hint,
+        ),
+    }
+}

@@ -52,15 +52,11 @@ fn pq_get(
             ),
             "each claimed job holds a lock until commit: take at most 1000 per transaction",
         ),
-        Some(n) if n >= 1 => n as usize,
-        other => raise(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!(
-                "batch_size must be at least 1, got {}",
-                other.map_or("NULL".into(), |n| n.to_string())
-            ),
+        other => crate::error::at_least_one(
+            other,
+            "batch_size",
             "pass a batch size such as 10, or leave it out for one job",
-        ),
+        ) as usize,
     };
     let timeout = timeout.map(duration);
     let table = QueueTable::resolve(tbl);
@@ -106,15 +102,11 @@ fn row(
     )
 }
 
-/// A non-negative interval as a wall-clock duration (a month counts 30 days, a day 24 hours).
+/// A `timeout` argument as a wall-clock duration.
 fn duration(i: Interval) -> Duration {
-    let micros = i.as_micros();
-    if micros < 0 {
-        raise(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("timeout '{i}' is negative"),
-            "pass a timeout such as '5s', '0' for no wait, or NULL to wait until interrupted",
-        )
-    }
-    Duration::from_micros(micros.min(u64::MAX as i128) as u64)
+    crate::timespec::non_negative(
+        i,
+        "timeout",
+        "pass a timeout such as '5s', '0' for no wait, or NULL to wait until interrupted",
+    )
 }

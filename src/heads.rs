@@ -129,6 +129,17 @@ impl Default for Slot {
 }
 
 impl Slot {
+    /// Lowers the head to `key` as lowering number `seq`, logged so that advances of claims
+    /// that read the head before it are clamped below it.
+    fn lower(&mut self, seq: u64, key: Key) {
+        let oldest = (0..LOG).min_by_key(|&i| self.log[i].0).expect("LOG > 0");
+        self.forgotten = self.forgotten.max(self.log[oldest].0);
+        self.log[oldest] = (seq, key);
+        if key < self.head {
+            self.head = key;
+        }
+    }
+
     fn is(&self, table: pg_sys::Oid, queue: &[u8]) -> bool {
         self.table == table.to_u32()
             && self.db == unsafe { pg_sys::MyDatabaseId }.to_u32()
@@ -176,7 +187,7 @@ pub fn active() -> bool {
 #[derive(Copy, Clone, Debug)]
 pub struct Start {
     slot: usize,
-    table: pg_sys::Oid,
+    /// When it was read: a slot given to another queue since has a later `since`.
     seq: u64,
     /// Where to read from: the head, or [`Key::MIN`] for a full scan.
     pub from: Key,
@@ -231,7 +242,6 @@ pub fn start(table: pg_sys::Oid, queue: &str, plain: bool) -> Option<Start> {
     }
     Some(Start {
         slot,
-        table,
         seq,
         from: if full { Key::MIN } else { s.head },
         full,
@@ -251,10 +261,7 @@ pub fn rescan(start: &Start) -> Option<Start> {
     let seq = heads.seq;
     let s = &mut heads.slots[start.slot];
     let kind = usize::from(!start.plain);
-    if s.table != start.table.to_u32()
-        || s.since > start.seq
-        || now - s.last_full[kind] < FULL_SCAN_IDLE_US
-    {
+    if s.since > start.seq || now - s.last_full[kind] < FULL_SCAN_IDLE_US {
         return None;
     }
     s.last_full[kind] = now;
@@ -271,8 +278,8 @@ pub fn rescan(start: &Start) -> Option<Start> {
 pub fn advance(start: &Start, to: Key) {
     let mut heads = HEADS.exclusive();
     let s = &mut heads.slots[start.slot];
-    if s.table != start.table.to_u32() || s.since > start.seq || s.forgotten > start.seq {
-        return; // reused, or lowered in ways we no longer know
+    if s.since > start.seq || s.forgotten > start.seq {
+        return; // given to another queue, or lowered in ways we no longer know
     }
     let to = s
         .log
@@ -298,12 +305,7 @@ pub fn lower(table: pg_sys::Oid, queue: &str, key: Key) {
     let Some(s) = heads.slots.iter_mut().find(|s| s.is(table, name)) else {
         return; // no slot: the queue's next claim reads from the start anyway
     };
-    let oldest = (0..LOG).min_by_key(|&i| s.log[i].0).expect("LOG > 0");
-    s.forgotten = s.forgotten.max(s.log[oldest].0);
-    s.log[oldest] = (seq, key);
-    if key < s.head {
-        s.head = key;
-    }
+    s.lower(seq, key);
 }
 
 /// Sends every head of this database back to the start of its queue, as if each had been
@@ -321,10 +323,7 @@ pub fn reset_database() {
         .iter_mut()
         .filter(|s| s.table != 0 && s.db == db)
     {
-        let oldest = (0..LOG).min_by_key(|&i| s.log[i].0).expect("LOG > 0");
-        s.forgotten = s.forgotten.max(s.log[oldest].0);
-        s.log[oldest] = (seq, Key::MIN);
-        s.head = Key::MIN;
+        s.lower(seq, Key::MIN);
     }
 }
 

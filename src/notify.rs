@@ -10,10 +10,11 @@
 //! A NOTIFY is not free: PostgreSQL serialises the commits of notifying transactions on one
 //! cluster-wide lock, held through the commit's WAL flush, so notifying puts lose group commit
 //! (4 clients with `synchronous_commit = on`: 4,700 puts/s against 7,800 without). With pq
-//! preloaded, every backend sees every `LISTEN` (the utility hook, `utility`) and counts, per channel, the
-//! sessions that ever listened on it and are still connected; by default (`pq.notify =
-//! auto`) a put notifies only a channel somebody listens on. Without preload pq cannot see
-//! other sessions' `LISTEN`s, so `auto` notifies every put, as `on` does.
+//! preloaded, every backend sees every `LISTEN` (the utility hook, `utility`) and counts, per
+//! channel, the sessions that ever listened on it and are still connected; by default
+//! (`pq.notify = auto`) a put notifies only a channel somebody listens on, decided just before
+//! commit. Without preload pq cannot see other sessions' `LISTEN`s, so `auto` notifies every
+//! put, as `on` does.
 
 use pgrx::prelude::*;
 use pgrx::{
@@ -103,14 +104,11 @@ pub fn listening(channel: &str) {
         m.push(i);
         Some(m.len() == 1)
     });
-    match first {
-        None => {}
-        Some(first) => {
-            LISTENERS.exclusive().count[i] += 1;
-            if first {
-                // SAFETY: registering an exit callback of this backend.
-                unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0)) };
-            }
+    if let Some(first) = first {
+        LISTENERS.exclusive().count[i] += 1;
+        if first {
+            // SAFETY: registering an exit callback of this backend.
+            unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0)) };
         }
     }
 }

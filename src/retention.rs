@@ -8,14 +8,12 @@
 //! `pq.worker_database` every [`EVERY`], committing after each batch, as each table's owner;
 //! elsewhere, call `pq_purge()` from cron or pg_cron.
 
-use crate::error::raise;
 use crate::pinning::pinned;
 use crate::sandbox::Deadline;
 use crate::table::{QueueTable, Stmt};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::time::Duration;
 
@@ -64,28 +62,21 @@ fn pq_purge(
 ) -> i64 {
     let table = QueueTable::resolve(tbl);
     let keep = match older_than {
-        Some(i) if i.as_micros() < 0 => raise(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("older_than '{i}' is negative"),
+        Some(i) => crate::timespec::non_negative(
+            i,
+            "older_than",
             "pass how long to keep finished jobs, e.g. '1 day', or NULL for pq.retention",
         ),
-        Some(i) => Duration::from_micros(i.as_micros().min(u64::MAX as i128) as u64),
         None => match retention() {
             Some(d) => d,
             None => return 0, // pq.retention = -1: keep everything
         },
     };
-    let max_rows = match max_rows {
-        Some(n) if n >= 1 => n as i64,
-        other => raise(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!(
-                "max_rows must be at least 1, got {}",
-                other.map_or("NULL".into(), |n| n.to_string())
-            ),
-            "pass how many jobs to delete at most, e.g. 10000",
-        ),
-    };
+    let max_rows = crate::error::at_least_one(
+        max_rows,
+        "max_rows",
+        "pass how many jobs to delete at most, e.g. 10000",
+    ) as i64;
     purge(&table, keep, max_rows, failed.unwrap_or(false))
 }
 

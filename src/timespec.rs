@@ -71,6 +71,24 @@ pub fn duration(spec: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// A non-negative interval as a wall-clock duration (a month counts 30 days, a day 24 hours);
+/// a negative one is rejected with 22023, naming it as `what`.
+///
+/// ```ignore
+/// let wait = timespec::non_negative(timeout, "timeout", "pass a timeout such as '5s'");
+/// ```
+pub fn non_negative(i: Interval, what: &str, hint: &str) -> std::time::Duration {
+    let micros = i.as_micros();
+    if micros < 0 {
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{what} '{i}' is negative"),
+            hint,
+        )
+    }
+    std::time::Duration::from_micros(micros.min(u64::MAX as i128) as u64)
+}
+
 /// Text: a humantime duration, or failing that an absolute timestamp.
 ///
 /// `"5m"` is five minutes from now; `"2026-11-24 12:00+00"` is that instant.

@@ -173,7 +173,7 @@ pub unsafe extern "C-unwind" fn on_xact_event(
             forget_pending();
         }
         // A prepared transaction's COMMIT PREPARED may come from any session, later: its
-        // waiters find its jobs by polling, and the heads' full scans find them (see `heads`).
+        // waiters find its jobs by polling, and its end resets the heads (see `utility`).
         // Its tags must not leak into our next transaction.
         pg_sys::XactEvent::XACT_EVENT_PREPARE => forget_pending(),
         _ => return,
