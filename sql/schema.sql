@@ -1,7 +1,7 @@
 -- The queue table layout, in one place: the extension's own `queue` table and every table a
 -- user adds with pq_create_table() are made by the same function.
 
--- pq_stamp_enqueuer(): the trigger that records who enqueued a job (src/enqueuer.rs). A
+-- pq_stamp_enqueuer(): the trigger that records who enqueued a job (src/tasks/enqueuer.rs). A
 -- producer cannot forge enqueued_by: inserts, and updates that change data or enqueued_by or
 -- put a consumed job back, are stamped with the current role, whatever they wrote.
 CREATE FUNCTION pq_stamp_enqueuer() RETURNS trigger

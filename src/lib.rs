@@ -2,33 +2,16 @@
 //!
 //! One table holds the jobs of every queue. `pq_put` enqueues JSON jobs, `pq_get` claims them
 //! in the caller's transaction (commit consumes, rollback returns), with delayed scheduling,
-//! priority and blocking waits. One module per concept:
+//! priority and blocking waits. The modules, grouped by concept:
 //!
-//! | module     | concept                                                        |
-//! |------------|----------------------------------------------------------------|
-//! | `timespec` | `'5m'`, intervals and timestamps as `schedule_at`/`expected_at` |
-//! | `table`    | queue tables: resolving `regclass`, prepared statements         |
-//! | `put`      | `pq_put`, `pq_put_many`                                         |
-//! | `job`      | a claimed job and its payload, as `pq_get` returns it           |
-//! | `candidates`| the ready jobs of a queue in claim order, from its indexes      |
-//! | `claim`    | advisory-lock claiming of the next ready jobs                   |
-//! | `heads`    | where each queue's claims start (shared memory, when preloaded) |
-//! | `get`      | `pq_get`                                                        |
-//! | `wait`     | blocking waits                                                  |
-//! | `wake`     | waking waiters and listeners at commit (`announce`)             |
-//! | `notify`   | `NOTIFY` on the queue's channel                                 |
-//! | `admin`    | `pq_len`, `pq_clear`, `pq_update`, `pq_stats`                   |
-//! | `enqueuer` | the trigger recording who enqueued a job (tasks run as them)    |
-//! | `task`     | task jobs: `pq_put_task`, building a task's function call       |
-//! | `registry` | `pq_register_task`: the only functions tasks may call           |
-//! | `sandbox`  | a task's identity, settings, time limit, leftover locks         |
-//! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
-//! | `worker`   | background workers performing tasks for configured queues      |
-//! | `retention`| `pq_purge` and the maintenance worker: finished jobs are deleted |
-//! | `utility`  | the utility hook: `LISTEN`s, the end of prepared transactions   |
-//! | `pinning`  | pinning `search_path` and planner settings for pq's statements   |
-//! | `subxact`  | subtransactions that catch a task's error                       |
-//! | `error`    | SQLSTATE-carrying errors for bad input                          |
+//! | folder       | concept                                                            |
+//! |--------------|--------------------------------------------------------------------|
+//! | `queue`      | put, claim order, claiming, get, blocking waits, wake-ups, NOTIFY   |
+//! | `tasks`      | task jobs, the registry, the sandbox they run in, `pq_work`, workers |
+//! | `operations` | `pq_len`, `pq_stats`, `pq_clear`, `pq_update`, retention            |
+//! | `plumbing`   | queue tables and statements, pinned settings, errors, hooks         |
+//!
+//! Each folder's `mod.rs` lists its modules, one per concept.
 //!
 //! ```sql
 //! CREATE EXTENSION pq;
@@ -38,29 +21,15 @@
 
 use pgrx::prelude::*;
 
-mod admin;
-mod candidates;
-mod claim;
-mod enqueuer;
-mod error;
-mod get;
-mod heads;
-mod job;
-mod notify;
-mod pinning;
-mod put;
-mod registry;
-mod retention;
-mod sandbox;
-mod subxact;
-mod table;
-mod task;
-mod timespec;
-mod utility;
-mod wait;
-mod wake;
-mod work;
-mod worker;
+mod operations;
+mod plumbing;
+mod queue;
+mod tasks;
+
+use operations::retention;
+use plumbing::{table, utility};
+use queue::{heads, notify, wake};
+use tasks::{sandbox, worker};
 
 ::pgrx::pg_module_magic!();
 
@@ -78,6 +47,7 @@ extension_sql_file!(
 /// when preloaded, register the background workers.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    quiet_backtraces();
     // SAFETY: registering callbacks once, at library load.
     unsafe {
         pg_sys::RegisterXactCallback(Some(wake::on_xact_event), std::ptr::null_mut());
@@ -93,6 +63,26 @@ pub extern "C-unwind" fn _PG_init() {
     sandbox::init();
     retention::init();
     worker::init();
+}
+
+/// Keeps Rust backtraces out of error reports. pgrx appends one to the DETAIL of every
+/// PostgreSQL error that passes through Rust code (a utility statement under pq's hook, an
+/// SPI statement) when `RUST_BACKTRACE` is set in the server's environment, as it often is on
+/// a developer's machine: users would see a Rust stack under `relation "x" already exists`.
+/// `PQ_BACKTRACE=1` in the server's environment keeps them, for debugging pq itself.
+///
+/// ```sh
+/// PQ_BACKTRACE=1 RUST_BACKTRACE=1 pg_ctl -D data start
+/// ```
+fn quiet_backtraces() {
+    if std::env::var_os("PQ_BACKTRACE").is_none_or(|v| v != "1") {
+        // SAFETY: PostgreSQL processes are single-threaded; the library is loading, before
+        // anything could read the environment concurrently.
+        unsafe {
+            std::env::remove_var("RUST_BACKTRACE");
+            std::env::remove_var("RUST_LIB_BACKTRACE");
+        }
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

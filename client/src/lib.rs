@@ -32,6 +32,7 @@
 #[cfg(feature = "async")]
 pub mod asynchronous;
 mod error;
+mod handle;
 mod job;
 mod pq;
 mod queue;
@@ -40,6 +41,7 @@ mod timespec;
 mod transaction;
 
 pub use error::{Error, Result};
+pub use handle::{CallOf, QueueOf, TasksOf};
 pub use job::Job;
 pub use pq::{Conn, Pool, Pq};
 pub use queue::{sql, Iter, Put, Queue};

@@ -1,4 +1,4 @@
--- The two indexes a claim reads straight from (src/candidates.rs), found by what they are,
+-- The two indexes a claim reads straight from (src/queue/candidates.rs), found by what they are,
 -- whatever they are named: on table $1, valid btree indexes (no partitioned index: only plain
 -- tables are read directly), over columns $2 (q_name, expected_at, id: the ready index) or $3
 -- (q_name, schedule_at: the scheduled one), ascending, with q_name's own collation (another

@@ -1,4 +1,4 @@
-//! Queue heads (src/heads.rs), wake-ups from every commit, retention and `pq.notify = auto`,
+//! Queue heads (src/queue/heads.rs), wake-ups from every commit, retention and `pq.notify = auto`,
 //! with several real connections to the test cluster, which preloads pq (so heads are kept).
 #![cfg(test)]
 

@@ -387,6 +387,7 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "{sql}: message {text:?} lacks {fragment:?}"
         );
         assert!(!text.contains("panicked"), "{sql}: {text}");
+        assert_no_backtrace(db, sql);
         // The session stays usable.
         assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
     }
@@ -409,6 +410,35 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         0,
         "the session stays usable"
     );
+}
+
+/// No error report carries a Rust backtrace, even with `RUST_BACKTRACE=1` in the server's
+/// environment (scripts/test sets it, so this can fail).
+fn assert_no_backtrace(db: &postgres::error::DbError, sql: &str) {
+    let detail = db.detail().unwrap_or("");
+    assert!(
+        !detail.contains("pgrx") && !detail.contains("panic"),
+        "{sql}: a Rust backtrace in DETAIL: {detail}"
+    );
+}
+
+/// A failed utility statement, which passes through pq's utility hook, reports PostgreSQL's
+/// own error and nothing more.
+#[test]
+fn a_failed_utility_statement_reports_postgresql_s_error_only() {
+    let mut c = connect();
+    for (sql, code) in [
+        ("CREATE TABLE s_twice (); CREATE TABLE s_twice ()", "42P07"),
+        ("BEGIN; VACUUM", "25001"),
+        ("DROP TABLE s_never_made", "42P01"),
+    ] {
+        let e = c.batch_execute(sql).expect_err(sql);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
+        assert_eq!(db.detail(), None, "{sql}");
+        assert_no_backtrace(db, sql);
+        c.batch_execute("ROLLBACK").unwrap();
+    }
 }
 
 /// A hostile search_path cannot redirect what pq runs: every function pins its own.

@@ -193,7 +193,8 @@ mod tests {
             ),
         ];
         for (sql, fragment) in cases {
-            let err = crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|f| f.message);
+            let err =
+                crate::plumbing::subxact::catching(|| Spi::run(sql).unwrap()).map(|f| f.message);
             let msg = err.unwrap_or_else(|| panic!("{sql} was accepted"));
             assert!(msg.contains(fragment), "{sql}: {msg:?} lacks {fragment:?}");
         }
@@ -273,7 +274,7 @@ mod tests {
     // The grants a producer, a consumer and a worker need (see the README); without them a
     // role gets 42501 and reads nothing.
     fn sqlstate_of(sql: &str) -> Option<String> {
-        crate::subxact::catching(|| Spi::run(sql).unwrap()).map(|f| f.sqlstate)
+        crate::plumbing::subxact::catching(|| Spi::run(sql).unwrap()).map(|f| f.sqlstate)
     }
 
     #[pg_test]

@@ -7,7 +7,6 @@ use crate::{Job, Put, Result, When};
 use futures::future::BoxFuture;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,41 +22,7 @@ use tokio_postgres::Client;
 /// assert_eq!(queue.len().await?, 1);
 /// # Ok(()) }
 /// ```
-pub struct Queue<T = Value> {
-    pub(crate) pq: Pq,
-    pub(crate) name: String,
-    payload: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for Queue<T> {
-    fn clone(&self) -> Self {
-        Queue {
-            pq: self.pq.clone(),
-            name: self.name.clone(),
-            payload: PhantomData,
-        }
-    }
-}
-
-impl<T> Queue<T> {
-    pub(crate) fn new(pq: Pq, name: &str) -> Queue<T> {
-        Queue {
-            pq,
-            name: name.to_string(),
-            payload: PhantomData,
-        }
-    }
-
-    /// The queue's name.
-    ///
-    /// ```no_run
-    /// # let pq: pq_client::asynchronous::Pq = todo!();
-    /// assert_eq!(pq.queue("apples").name(), "apples");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
+pub type Queue<T = Value> = crate::handle::QueueOf<Pq, T>;
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Enqueues a job, ready now; returns its id.

@@ -9,16 +9,14 @@
 use super::queue::specs;
 use super::Queue;
 use crate::queue::sql;
-use crate::{Put, Result, TaskCall, TaskOptions};
+use crate::{Put, Result, TaskCall};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
-use std::collections::HashMap;
+use serde_json::Value;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_postgres::types::Type;
 
 /// `pq_put_task` for a client handler: the extension writes the task's JSON.
@@ -42,49 +40,9 @@ type Handler =
 /// tasks.work_burst().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct Tasks {
-    queue: Queue,
-    handlers: HashMap<String, Handler>,
-    defaults: TaskOptions,
-    timeout: Duration,
-}
+pub type Tasks = crate::handle::TasksOf<Queue, Handler>;
 
 impl Tasks {
-    pub(crate) fn new(queue: Queue) -> Tasks {
-        Tasks {
-            queue,
-            handlers: HashMap::new(),
-            defaults: TaskOptions::default(),
-            timeout: Duration::from_secs(1),
-        }
-    }
-
-    /// Sets the defaults of every task enqueued from here.
-    ///
-    /// ```no_run
-    /// # let pq: pq_client::asynchronous::Pq = todo!();
-    /// use pq_client::TaskOptions;
-    /// let tasks = pq.tasks("default").defaults(TaskOptions {
-    ///     max_retries: 2, retry_in: "10s".into(), ..TaskOptions::default()
-    /// });
-    /// ```
-    pub fn defaults(mut self, defaults: TaskOptions) -> Tasks {
-        self.defaults = defaults;
-        self
-    }
-
-    /// How long `work` waits (in the server) for each next job; default one second.
-    ///
-    /// ```no_run
-    /// # let pq: pq_client::asynchronous::Pq = todo!();
-    /// let tasks = pq.tasks("default").timeout(std::time::Duration::from_millis(200));
-    /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Tasks {
-        self.timeout = timeout;
-        self
-    }
-
     /// Registers an async handler whose positional arguments decode as `A` (a tuple or a
     /// `Vec`).
     ///
@@ -128,34 +86,10 @@ impl Tasks {
         F: Fn(TaskCall) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
     {
-        assert!(
-            !name.contains('('),
-            "Rust task names have no parentheses: those are SQL tasks"
-        );
-        self.handlers.insert(
-            name.to_string(),
+        self.insert_handler(
+            name,
             Arc::new(move |c: TaskCall| f(c).map(|r| r.map_err(|e| e.to_string())).boxed()),
-        );
-        self
-    }
-
-    /// Starts a call of task `name`, to enqueue with arguments and per-call overrides
-    /// (Python's `eat('Cox', _schedule_at='1m')`).
-    ///
-    /// ```no_run
-    /// # async fn f(tasks: pq_client::asynchronous::Tasks) -> pq_client::Result<()> {
-    /// let id = tasks.call("eat").arg("Cox").kwarg("slices", 4).enqueue().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn call(&self, name: &str) -> Call<'_> {
-        Call {
-            tasks: self,
-            function: name.to_string(),
-            args: vec![],
-            kwargs: Map::new(),
-            opts: self.defaults.clone(),
-            unserializable: None,
-        }
+        )
     }
 
     /// Performs tasks forever, waiting for each next job (Python's `work()`); returns only
@@ -198,29 +132,23 @@ impl Tasks {
     /// # Ok(()) }
     /// ```
     pub async fn work_one(&self) -> Result<bool> {
-        let names: Vec<String> = self.handlers.keys().cloned().collect();
+        let names = self.names();
         let mut tx = self.queue.begin().await?;
         let Some(job) = tx.get_task(self.timeout, &names).await? else {
             tx.commit().await?;
             return Ok(false);
         };
-        let function = job.data["function"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let call = TaskCall {
-            job_id: job.id,
-            args: job.data["args"].as_array().cloned().unwrap_or_default(),
-            kwargs: job.data["kwargs"].as_object().cloned().unwrap_or_default(),
-        };
+        let (function, call) = TaskCall::of(&job);
         let outcome = match self.handlers.get(&function) {
             // A handler may panic making its future, or while it runs.
             Some(h) => match catch_unwind(AssertUnwindSafe(|| h(call))) {
                 Ok(fut) => AssertUnwindSafe(fut)
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p)))),
-                Err(p) => Err(format!("panicked: {}", panic_text(&p))),
+                    .unwrap_or_else(|p| {
+                        Err(format!("panicked: {}", crate::handle::panic_text(&p)))
+                    }),
+                Err(p) => Err(format!("panicked: {}", crate::handle::panic_text(&p))),
             },
             None => Err(format!("no handler named {function:?}")),
         };
@@ -241,13 +169,6 @@ impl Tasks {
     }
 }
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
-
 /// One task call being built; [`Call::enqueue`] puts it.
 ///
 /// ```no_run
@@ -255,19 +176,9 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 /// tasks.call("eat").arg("Fuji").expected_at("2m").max_retries(3).enqueue().await?;
 /// # Ok(()) }
 /// ```
-pub struct Call<'t> {
-    tasks: &'t Tasks,
-    function: String,
-    args: Vec<Value>,
-    kwargs: Map<String, Value>,
-    opts: TaskOptions,
-    /// The first argument that did not serialize: `enqueue` raises it.
-    unserializable: Option<String>,
-}
+pub type Call<'t> = crate::handle::CallOf<'t, Tasks>;
 
 impl Call<'_> {
-    crate::task::call_builder!("pq_client::asynchronous::Tasks");
-
     /// Enqueues the call as a task job with `pq_put_task(..., external => true)`; returns
     /// its id.
     ///
@@ -277,20 +188,15 @@ impl Call<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(self) -> Result<i64> {
-        if let Some(message) = self.unserializable {
-            return Err(crate::Error::Task {
-                function: self.function,
-                message: format!("an argument does not serialize to JSON: {message}"),
-            });
-        }
-        let queue = &self.tasks.queue;
+        let call = self.checked()?;
+        let queue = &call.tasks.queue;
         let (s, e) = specs(&Put {
-            schedule_at: self.opts.schedule_at,
-            expected_at: self.opts.expected_at,
+            schedule_at: call.opts.schedule_at,
+            expected_at: call.opts.expected_at,
         });
-        let max_retries = i32::try_from(self.opts.max_retries).unwrap_or(i32::MAX);
-        let args = Value::Array(self.args);
-        let kwargs = Value::Object(self.kwargs);
+        let max_retries = i32::try_from(call.opts.max_retries).unwrap_or(i32::MAX);
+        let args = Value::Array(call.args);
+        let kwargs = Value::Object(call.kwargs);
         Ok(queue
             .pq
             .conn()
@@ -299,13 +205,13 @@ impl Call<'_> {
                 PUT_TASK,
                 &[
                     (&queue.name, Type::TEXT),
-                    (&self.function, Type::TEXT),
+                    (&call.function, Type::TEXT),
                     (&args, Type::JSONB),
                     (&kwargs, Type::JSONB),
                     (&s, Type::TEXT),
                     (&e, Type::TEXT),
                     (&max_retries, Type::INT4),
-                    (&self.opts.retry_in, Type::TEXT),
+                    (&call.opts.retry_in, Type::TEXT),
                     (&queue.pq.table_name(), Type::TEXT),
                 ],
             )

@@ -13,9 +13,9 @@
 //! cost little (200 of them re-check a few hundred times a second in all). A waiter whose
 //! queue has future jobs sleeps no longer than until the first of them is due.
 
-use crate::claim::{claim, clock, Job, Only};
-use crate::pinning::Pinned;
-use crate::table::{QueueTable, Stmt};
+use crate::plumbing::pinning::Pinned;
+use crate::plumbing::table::{QueueTable, Stmt};
+use crate::queue::claim::{claim, clock, Job, Only};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -41,7 +41,7 @@ pub fn get(
     limit: usize,
     memcx: &mut PgMemoryContexts,
 ) -> Vec<Job> {
-    let tag = crate::wake::tag(table, queue);
+    let tag = crate::queue::wake::tag(table, queue);
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut poll = Duration::from_millis(POLL_MS);
     loop {

@@ -14,7 +14,7 @@ static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
 /// Chains the hook. Called from `_PG_init` when preloading.
 pub fn init() {
-    if crate::heads::active() {
+    if crate::queue::heads::active() {
         // SAFETY: chaining the hook once, while the library is preloaded.
         unsafe {
             PREV_UTILITY = pg_sys::ProcessUtility_hook;
@@ -46,7 +46,7 @@ unsafe extern "C-unwind" fn on_utility(
         if tag == pg_sys::NodeTag::T_ListenStmt {
             let name = (*(stmt as *mut pg_sys::ListenStmt)).conditionname;
             if !name.is_null() {
-                crate::notify::listening(&std::ffi::CStr::from_ptr(name).to_string_lossy());
+                crate::queue::notify::listening(&std::ffi::CStr::from_ptr(name).to_string_lossy());
             }
         }
         let prepared_end = tag == pg_sys::NodeTag::T_TransactionStmt
@@ -69,7 +69,7 @@ unsafe extern "C-unwind" fn on_utility(
             ),
         }
         if prepared_end {
-            crate::heads::reset_database();
+            crate::queue::heads::reset_database();
         }
     }
 }

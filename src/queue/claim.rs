@@ -17,11 +17,11 @@
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
-use crate::candidates::Candidate;
-use crate::heads::Key;
-pub use crate::job::{Job, Payload};
-use crate::pinning::Pinned;
-use crate::table::{QueueTable, Stmt};
+use crate::plumbing::pinning::Pinned;
+use crate::plumbing::table::{QueueTable, Stmt};
+use crate::queue::candidates::Candidate;
+use crate::queue::heads::Key;
+pub use crate::queue::job::{Job, Payload};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
@@ -78,13 +78,13 @@ pub fn claim(
     // The queue's head (see `heads`), read before the cursor takes its snapshot. Only a plain
     // claim in READ COMMITTED may move it: a client worker's claim skips jobs it does not
     // admit, and an older snapshot (REPEATABLE READ) may not have seen jobs put since.
-    let rls = crate::candidates::row_security(table.oid);
+    let rls = crate::queue::candidates::row_security(table.oid);
     let advancing = matches!(only, Only::All)
         && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32
         && !rls;
     let mut start = match only {
         Only::SqlTasks => None,
-        _ => crate::heads::start(table.oid, queue, advancing),
+        _ => crate::queue::heads::start(table.oid, queue, advancing),
     };
     let ask = Ask {
         table,
@@ -99,13 +99,13 @@ pub fn claim(
         let passed =
             Spi::connect(|client| claim_from(pinned, client, &ask, from, &mut jobs, memcx));
         if let (Some(s), Some(to), true) = (&start, passed, advancing) {
-            crate::heads::advance(s, to);
+            crate::queue::heads::advance(s, to);
         }
         if !jobs.is_empty() {
             return jobs;
         }
         // Nothing from the head: now and then, look from the start too (see `heads`).
-        match start.as_ref().and_then(crate::heads::rescan) {
+        match start.as_ref().and_then(crate::queue::heads::rescan) {
             Some(s) => start = Some(s),
             None => return jobs,
         }
@@ -178,12 +178,12 @@ fn claim_from(
         jobs.len() < limit
     };
     let with_functions = matches!(only, Only::AnyOf(_));
-    let direct = table
-        .indexes
-        .filter(|_| !matches!(only, Only::SqlTasks) && crate::candidates::readable(table.oid, rls));
+    let direct = table.indexes.filter(|_| {
+        !matches!(only, Only::SqlTasks) && crate::queue::candidates::readable(table.oid, rls)
+    });
     match direct {
         None => sql_candidates(pinned, client, ask, from, &mut consider),
-        Some(indexes) => crate::candidates::read(
+        Some(indexes) => crate::queue::candidates::read(
             table.oid,
             indexes,
             queue,
@@ -361,9 +361,10 @@ fn claim_one(
 ) -> Option<Job> {
     table.with_plan(pinned, client, stmt, |plan| {
         // pq's own write: it keeps the job's enqueuer (see `enqueuer`).
-        let rows =
-            crate::enqueuer::as_pq(table.oid, id, || client.select(plan, None, &[id.into()]))
-                .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
+        let rows = crate::tasks::enqueuer::as_pq(table.oid, id, || {
+            client.select(plan, None, &[id.into()])
+        })
+        .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
         if rows.is_empty() {
             return None; // claimed and committed by someone else since our snapshot
         }

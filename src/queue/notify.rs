@@ -78,7 +78,7 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    if crate::heads::active() {
+    if crate::queue::heads::active() {
         pg_shmem_init!(LISTENERS);
     }
 }
@@ -170,7 +170,8 @@ pub fn notify(queue: &str) {
 /// with a NOTIFY of the producer's own.
 pub fn flush(prepare: bool) {
     for (channel, always) in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
-        let listened = || !crate::heads::active() || LISTENERS.share().count[slot(&channel)] > 0;
+        let listened =
+            || !crate::queue::heads::active() || LISTENERS.share().count[slot(&channel)] > 0;
         if always || (!prepare && listened()) {
             unsafe {
                 direct_function_call_as_datum(
@@ -186,7 +187,7 @@ pub fn flush(prepare: bool) {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_extern(schema = "tests")]
 fn pq_listened(channel: &str) -> bool {
-    crate::heads::active() && LISTENERS.share().count[slot(channel)] > 0
+    crate::queue::heads::active() && LISTENERS.share().count[slot(channel)] > 0
 }
 
 /// Forgets the notifications of a transaction that rolled back.
@@ -201,5 +202,5 @@ pub fn forget() {
 /// ```
 #[pg_extern(sql = false)]
 fn pq_channel(queue: Option<&str>) -> String {
-    channel(crate::error::require_queue(queue))
+    channel(crate::plumbing::error::require_queue(queue))
 }

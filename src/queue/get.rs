@@ -1,10 +1,10 @@
 //! Get: the SQL face of claiming, `pq_get(queue, timeout, batch_size, tbl)`.
 
-use crate::claim::{Job, Only, Payload};
-use crate::error::{raise, require_queue};
-use crate::pinning::pinned;
-use crate::table::QueueTable;
-use crate::wait;
+use crate::plumbing::error::{raise, require_queue};
+use crate::plumbing::pinning::pinned;
+use crate::plumbing::table::QueueTable;
+use crate::queue::claim::{Job, Only, Payload};
+use crate::queue::wait;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -44,15 +44,15 @@ fn pq_get(
 > {
     let queue = require_queue(queue);
     let limit = match batch_size {
-        Some(n) if n as usize > crate::claim::MAX_CLAIMS => raise(
+        Some(n) if n > 0 && n as usize > crate::queue::claim::MAX_CLAIMS => raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!(
                 "batch_size must be at most {}, got {n}",
-                crate::claim::MAX_CLAIMS
+                crate::queue::claim::MAX_CLAIMS
             ),
             "each claimed job holds a lock until commit: take at most 1000 per transaction",
         ),
-        other => crate::error::at_least_one(
+        other => crate::plumbing::error::at_least_one(
             other,
             "batch_size",
             "pass a batch size such as 10, or leave it out for one job",
@@ -66,7 +66,7 @@ fn pq_get(
     let mut memcx = PgMemoryContexts::For(unsafe { (*(*fcinfo).flinfo).fn_mcxt });
     let jobs = pinned(|p| {
         if timeout == Some(Duration::ZERO) {
-            crate::claim::claim(p, &table, queue, only, limit, &mut memcx)
+            crate::queue::claim::claim(p, &table, queue, only, limit, &mut memcx)
         } else {
             if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
                 raise(
@@ -104,7 +104,7 @@ fn row(
 
 /// A `timeout` argument as a wall-clock duration.
 fn duration(i: Interval) -> Duration {
-    crate::timespec::non_negative(
+    crate::queue::timespec::non_negative(
         i,
         "timeout",
         "pass a timeout such as '5s', '0' for no wait, or NULL to wait until interrupted",

@@ -6,8 +6,8 @@
 //! name reaches SQL only as `quote_ident(schema).quote_ident(table)`: never spliced raw.
 //! Each statement's text lives once, in `src/queries/*.sql`, with `{table}` for the table.
 
-use crate::error::raise;
-use crate::pinning::Pinned;
+use crate::plumbing::error::raise;
+use crate::plumbing::pinning::Pinned;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -42,22 +42,22 @@ pub enum Stmt {
 impl Stmt {
     fn text(self) -> &'static str {
         match self {
-            Stmt::Put => include_str!("queries/put.sql"),
-            Stmt::PutMany => include_str!("queries/put_many.sql"),
-            Stmt::Candidates => include_str!("queries/candidates.sql"),
-            Stmt::SqlTaskCandidates => include_str!("queries/sql_task_candidates.sql"),
-            Stmt::Claim => include_str!("queries/claim.sql"),
-            Stmt::ClaimSquatted => include_str!("queries/claim_squatted.sql"),
-            Stmt::TaskPermit => include_str!("queries/task_permit.sql"),
-            Stmt::NextDue => include_str!("queries/next_due.sql"),
-            Stmt::Len => include_str!("queries/len.sql"),
-            Stmt::Clear => include_str!("queries/clear.sql"),
-            Stmt::Update => include_str!("queries/update.sql"),
-            Stmt::Stats => include_str!("queries/stats.sql"),
-            Stmt::TaskOutcome => include_str!("queries/task_outcome.sql"),
-            Stmt::Requeue => include_str!("queries/requeue.sql"),
-            Stmt::JobData => include_str!("queries/job_data.sql"),
-            Stmt::Purge => include_str!("queries/purge.sql"),
+            Stmt::Put => include_str!("../queries/put.sql"),
+            Stmt::PutMany => include_str!("../queries/put_many.sql"),
+            Stmt::Candidates => include_str!("../queries/candidates.sql"),
+            Stmt::SqlTaskCandidates => include_str!("../queries/sql_task_candidates.sql"),
+            Stmt::Claim => include_str!("../queries/claim.sql"),
+            Stmt::ClaimSquatted => include_str!("../queries/claim_squatted.sql"),
+            Stmt::TaskPermit => include_str!("../queries/task_permit.sql"),
+            Stmt::NextDue => include_str!("../queries/next_due.sql"),
+            Stmt::Len => include_str!("../queries/len.sql"),
+            Stmt::Clear => include_str!("../queries/clear.sql"),
+            Stmt::Update => include_str!("../queries/update.sql"),
+            Stmt::Stats => include_str!("../queries/stats.sql"),
+            Stmt::TaskOutcome => include_str!("../queries/task_outcome.sql"),
+            Stmt::Requeue => include_str!("../queries/requeue.sql"),
+            Stmt::JobData => include_str!("../queries/job_data.sql"),
+            Stmt::Purge => include_str!("../queries/purge.sql"),
         }
     }
 
@@ -120,7 +120,7 @@ pub struct QueueTable {
     /// enqueuer and are refused.
     pub has_enqueuer: bool,
     /// Its ready and scheduled indexes, which claims read directly (see `candidates`).
-    pub indexes: Option<crate::candidates::Indexes>,
+    pub indexes: Option<crate::queue::candidates::Indexes>,
 }
 
 thread_local! {
@@ -169,7 +169,7 @@ impl QueueTable {
     /// let t = QueueTable::resolve(tbl);   // raises 42809 for a table of another layout
     /// ```
     pub fn resolve(oid: Option<pg_sys::Oid>) -> QueueTable {
-        let oid = crate::error::require(oid, "tbl", "'queue'::regclass");
+        let oid = crate::plumbing::error::require(oid, "tbl", "'queue'::regclass");
         forget_stale();
         if let Some(table) = CHECKED.with(|c| c.borrow().get(&oid).copied()) {
             return table;
@@ -195,7 +195,7 @@ impl QueueTable {
         let table = QueueTable {
             oid,
             has_enqueuer: column_type(oid, "enqueued_by") == Some(pg_sys::REGROLEOID),
-            indexes: crate::candidates::find(oid),
+            indexes: crate::queue::candidates::find(oid),
         };
         CHECKED.with(|c| c.borrow_mut().insert(oid, table));
         table
@@ -208,7 +208,7 @@ impl QueueTable {
     /// let ready = table.one::<i64>(Stmt::Len, &["apples".into()]);
     /// ```
     pub fn one<T: FromDatum + IntoDatum>(&self, stmt: Stmt, args: &[DatumWithOid]) -> Option<T> {
-        crate::pinning::pinned(|p| {
+        crate::plumbing::pinning::pinned(|p| {
             Spi::connect(|client| {
                 self.with_plan(p, client, stmt, |plan| {
                     let rows = client
@@ -247,7 +247,7 @@ impl QueueTable {
                 .replace("{table}", &qualified_name(self.oid))
                 .replace("{enqueued_by}", enqueued_by);
             if sql.contains("{registry}") {
-                sql = sql.replace("{registry}", &crate::registry::registry_name());
+                sql = sql.replace("{registry}", &crate::tasks::registry::registry_name());
             }
             let plan = client
                 .prepare_mut(sql.as_str(), &stmt.arg_types())

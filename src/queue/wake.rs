@@ -15,8 +15,8 @@
 //!   `pg_stat_activity.wait_event` shows a pq wait by name, and a put wakes the waiters of 1/32
 //!   of the queues (spurious re-checks for the others) instead of 1/65536.
 
-use crate::heads::Key;
-use crate::table::QueueTable;
+use crate::plumbing::table::QueueTable;
+use crate::queue::heads::Key;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 
@@ -26,7 +26,7 @@ use std::cell::RefCell;
 /// wake::announce(&table, "apples");
 /// ```
 pub fn announce(table: &QueueTable, queue: &str) {
-    crate::notify::notify(queue);
+    crate::queue::notify::notify(queue);
     wake_on_commit(table, queue);
 }
 
@@ -110,7 +110,7 @@ thread_local! {
 /// ```
 pub fn on_pending(table: pg_sys::Oid, queue: &str, ready: Option<Key>) {
     add_pending(tag_of(table, queue));
-    let Some(key) = ready.filter(|_| crate::heads::active()) else {
+    let Some(key) = ready.filter(|_| crate::queue::heads::active()) else {
         return;
     };
     READY.with(|r| {
@@ -125,14 +125,14 @@ pub fn on_pending(table: pg_sys::Oid, queue: &str, ready: Option<Key>) {
 /// A claim of this transaction was rolled back: its job is ready again. Lowers the queue's
 /// head to it and wakes the queue's waiters now (the rollback is already visible).
 fn on_claims_rolled_back() {
-    let claims = crate::claim::claimed_keys();
+    let claims = crate::queue::claim::claimed_keys();
     if claims.is_empty() {
         return;
     }
     let mut tags = Vec::with_capacity(claims.len());
     for (table, queue, key) in &claims {
         if let Some(key) = key {
-            crate::heads::lower(*table, queue, *key);
+            crate::queue::heads::lower(*table, queue, *key);
         }
         tags.push(tag_of(*table, queue));
     }
@@ -151,16 +151,16 @@ pub unsafe extern "C-unwind" fn on_xact_event(
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT => {
-            crate::notify::flush(false);
+            crate::queue::notify::flush(false);
             return;
         }
         pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            crate::notify::flush(true);
+            crate::queue::notify::flush(true);
             return;
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             for (table, queue, key) in READY.with(|r| std::mem::take(&mut *r.borrow_mut())) {
-                crate::heads::lower(table, &queue, key);
+                crate::queue::heads::lower(table, &queue, key);
             }
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !tags.is_empty() {
@@ -178,11 +178,11 @@ pub unsafe extern "C-unwind" fn on_xact_event(
         pg_sys::XactEvent::XACT_EVENT_PREPARE => forget_pending(),
         _ => return,
     }
-    crate::claim::forget_claims();
+    crate::queue::claim::forget_claims();
 }
 
 fn forget_pending() {
-    crate::notify::forget();
+    crate::queue::notify::forget();
     PENDING.with(|p| p.borrow_mut().clear());
     READY.with(|r| r.borrow_mut().clear());
 }

@@ -7,10 +7,10 @@
 //! parentheses; `pq_work` takes only jobs whose `function` ends in `)` and leaves the others
 //! for client workers, even in the same queue.
 
-use crate::error::{raise, require, require_queue};
-use crate::pinning::pinned;
-use crate::table::QueueTable;
-use crate::timespec::{resolve_opt, TimeSpec};
+use crate::plumbing::error::{raise, require, require_queue};
+use crate::plumbing::pinning::pinned;
+use crate::plumbing::table::QueueTable;
+use crate::queue::timespec::{resolve_opt, TimeSpec};
 use pgrx::datum::JsonB;
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
@@ -56,7 +56,7 @@ pub struct Call {
 pub fn build_call(client: &SpiClient<'_>, function: pg_sys::Oid, task: &Task) -> Call {
     let row = client
         .select(
-            include_str!("queries/task_function.sql"),
+            include_str!("../queries/task_function.sql"),
             None,
             &[function.into()],
         )
@@ -199,8 +199,8 @@ pub fn resolve_function(name: &str) -> pg_sys::Oid {
 /// (`pq_register_task`) and the caller allowed to execute it. Runs under the pinned path.
 fn check_enqueue(function: pg_sys::Oid) {
     let row = Spi::get_two_with_args::<bool, bool>(
-        &include_str!("queries/task_enqueue_check.sql")
-            .replace("{registry}", &crate::registry::registry_name()),
+        &include_str!("../queries/task_enqueue_check.sql")
+            .replace("{registry}", &crate::tasks::registry::registry_name()),
         &[function.into(), unsafe { pg_sys::GetUserId() }.into()],
     );
     let (registered, allowed) = match row {
@@ -300,7 +300,7 @@ fn pq_put_task(
     let retry_in = require(retry_in, "retry_in", "'30s'");
     retry_in.resolve("retry_in"); // checked now, applied at each failure
     if let Some(t) = timeout {
-        if crate::timespec::duration(t).is_err() {
+        if crate::queue::timespec::duration(t).is_err() {
             raise(
                 ERRCODE_INVALID_DATETIME_FORMAT,
                 format!("invalid task timeout {t:?}: not a duration"),
@@ -322,7 +322,7 @@ fn pq_put_task(
     };
     let insert = |task: &Task| {
         let data = JsonB(serde_json::to_value(task).expect("a task serializes"));
-        crate::put::insert(&table, queue, data.into(), schedule_at, expected_at)
+        crate::queue::put::insert(&table, queue, data.into(), schedule_at, expected_at)
     };
     if external.unwrap_or(false) {
         if function.contains('(') {

@@ -1,9 +1,9 @@
 //! Inspecting and tending queues: Python pq's `len(queue)`, `queue.clear()`, updating a
 //! job's data, and per-queue statistics.
 
-use crate::error::{require, require_queue};
-use crate::pinning::pinned;
-use crate::table::{QueueTable, Stmt};
+use crate::plumbing::error::{require, require_queue};
+use crate::plumbing::pinning::pinned;
+use crate::plumbing::table::{QueueTable, Stmt};
 use pgrx::datum::{DatumWithOid, Internal, Interval};
 use pgrx::prelude::*;
 

@@ -9,16 +9,16 @@
 //! once the caller's ownership of the function is checked, as a `SECURITY DEFINER` function
 //! would, but with the check made on the caller's real identity.
 
-use crate::error::{raise, require};
-use crate::pinning::pinned;
+use crate::plumbing::error::{raise, require};
+use crate::plumbing::pinning::pinned;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 /// The registry table (qualified name) and its owner. Runs under the pinned search_path.
 fn registry() -> (String, pg_sys::Oid) {
-    let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(include_str!("queries/registry.sql"));
+    let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(include_str!("../queries/registry.sql"));
     match row {
-        Ok((Some(oid), Some(owner))) => (crate::table::qualified_name(oid), owner),
+        Ok((Some(oid), Some(owner))) => (crate::plumbing::table::qualified_name(oid), owner),
         _ => raise(
             ERRCODE_UNDEFINED_OBJECT,
             "the pq task registry does not exist in this database".into(),
@@ -36,7 +36,7 @@ pub fn registry_name() -> String {
 /// under the pinned search_path.
 fn check_owner(function: pg_sys::Oid, signature: &str, verb: &str) {
     let (kind, owner) = Spi::get_two_with_args::<String, pg_sys::Oid>(
-        include_str!("queries/function_owner.sql"),
+        include_str!("../queries/function_owner.sql"),
         &[function.into()],
     )
     .unwrap_or((None, None));
@@ -69,7 +69,7 @@ fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
     let (name, owner) = registry();
     let sql = sql.replace("{registry}", &name);
     pinned(|_| {
-        crate::sandbox::as_role(owner, 0, || {
+        crate::tasks::sandbox::as_role(owner, 0, || {
             Spi::connect_mut(|client| {
                 let mut args = vec![function.into()];
                 if let Some(role) = extra {
@@ -96,9 +96,13 @@ fn write(sql: &str, function: pg_sys::Oid, extra: Option<pg_sys::Oid>) -> bool {
 fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
     let function = require(function, "function", "'eat(text)'");
     pinned(|_| {
-        check_owner(function, &crate::task::signature(function), "register");
+        check_owner(
+            function,
+            &crate::tasks::task::signature(function),
+            "register",
+        );
         write(
-            include_str!("queries/registry_add.sql"),
+            include_str!("../queries/registry_add.sql"),
             function,
             Some(unsafe { pg_sys::GetUserId() }),
         )
@@ -115,7 +119,15 @@ fn pq_register_task(function: Option<pg_sys::Oid>) -> bool {
 fn pq_unregister_task(function: Option<pg_sys::Oid>) -> bool {
     let function = require(function, "function", "'eat(text)'");
     pinned(|_| {
-        check_owner(function, &crate::task::signature(function), "unregister");
-        write(include_str!("queries/registry_remove.sql"), function, None)
+        check_owner(
+            function,
+            &crate::tasks::task::signature(function),
+            "unregister",
+        );
+        write(
+            include_str!("../queries/registry_remove.sql"),
+            function,
+            None,
+        )
     })
 }

@@ -19,7 +19,7 @@
 //! which no row-level security applies, reads directly ([`readable`]); the claim itself is an
 //! ordinary `UPDATE`, with its privilege checks, policies and triggers.
 
-use crate::heads::Key;
+use crate::queue::heads::Key;
 use pgrx::prelude::*;
 use pgrx::{direct_function_call, PgMemoryContexts};
 
@@ -55,10 +55,10 @@ pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
     };
     let ready = format!("{} {} {}", att("q_name"), att("expected_at"), att("id"));
     let scheduled = format!("{} {}", att("q_name"), att("schedule_at"));
-    let (r, s) = crate::pinning::pinned(|_| {
+    let (r, s) = crate::plumbing::pinning::pinned(|_| {
         Spi::connect(|c| {
             let rows = c.select(
-                include_str!("queries/ready_indexes.sql"),
+                include_str!("../queries/ready_indexes.sql"),
                 Some(1),
                 &[oid.into(), ready.as_str().into(), scheduled.as_str().into()],
             )?;

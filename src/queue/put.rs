@@ -3,10 +3,10 @@
 //! `pq_put` inserts one job and returns its id; `pq_put_many` inserts an array of payloads in
 //! one statement. Both notify the queue's channel and wake blocked getters at commit.
 
-use crate::error::{raise, require, require_queue};
-use crate::pinning::pinned;
-use crate::table::{QueueTable, Stmt};
-use crate::timespec::{resolve_opt, TimeSpec};
+use crate::plumbing::error::{raise, require, require_queue};
+use crate::plumbing::pinning::pinned;
+use crate::plumbing::table::{QueueTable, Stmt};
+use crate::queue::timespec::{resolve_opt, TimeSpec};
 use pg_sys::BuiltinOid::{JSONBARRAYOID, JSONBOID};
 use pgrx::datum::Internal;
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
@@ -51,7 +51,7 @@ pub fn insert(
     let id = table
         .one::<i64>(Stmt::Put, &args)
         .expect("INSERT ... RETURNING id returns the id");
-    crate::wake::announce(table, queue);
+    crate::queue::wake::announce(table, queue);
     id
 }
 
@@ -157,7 +157,7 @@ fn pq_put_many(
         })
     });
     if !ids.is_empty() {
-        crate::wake::announce(&table, queue);
+        crate::queue::wake::announce(&table, queue);
     }
     SetOfIterator::new(ids)
 }

@@ -4,7 +4,7 @@
 //! by humantime), a PostgreSQL `interval` from now, or an absolute `timestamptz`. Unlike Python
 //! pq, which reads only the first unit (`'2h30m'` = 2 hours), every unit counts here.
 
-use crate::error::raise;
+use crate::plumbing::error::raise;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;

@@ -3,7 +3,7 @@
 //! Each claimed task job runs in its own subtransaction, so a failing task's writes are rolled
 //! back while the others' are kept. Before anything is called the job must pass the
 //! [`permit`]: its function is registered (`registry`) and the role that enqueued it
-//! (`enqueuer`) may execute it. The task then runs in the [`sandbox`](crate::sandbox): as that
+//! (`enqueuer`) may execute it. The task then runs in the [`sandbox`](crate::tasks::sandbox): as that
 //! role, from fixed settings, within its time limit. Everything that reads the job's data
 //! happens inside the subtransaction too, so a malformed job (a bad `retry_in`, a number JSON
 //! cannot hold, a payload that is not a task) is recorded as failed, never aborting the run and
@@ -11,14 +11,14 @@
 //! `retried + 1` while `retried < max_retries`, else it is marked failed; either way its error
 //! (SQLSTATE, message, attempt) is appended to `data.errors`, where `pq_failed` shows it.
 
-use crate::claim::{claim, clock, Job, Only};
-use crate::error::{raise, require_queue};
-use crate::pinning::pinned;
-use crate::sandbox::{self, Deadline, Locks};
-use crate::subxact::{self, Failure};
-use crate::table::{QueueTable, Stmt};
-use crate::task::{self, Task};
-use crate::timespec::duration;
+use crate::plumbing::error::{raise, require_queue};
+use crate::plumbing::pinning::pinned;
+use crate::plumbing::subxact::{self, Failure};
+use crate::plumbing::table::{QueueTable, Stmt};
+use crate::queue::claim::{claim, clock, Job, Only};
+use crate::queue::timespec::duration;
+use crate::tasks::sandbox::{self, Deadline, Locks};
+use crate::tasks::task::{self, Task};
 use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
@@ -82,7 +82,7 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
             if opts.burst {
                 claim(p, table, queue, Only::SqlTasks, 1, &mut memcx)
             } else {
-                crate::wait::get(
+                crate::queue::wait::get(
                     p,
                     table,
                     queue,
@@ -202,7 +202,7 @@ fn perform(table: &QueueTable, job: &Job) -> Outcome {
         .as_ref()
         .map_or_else(|| field(job.data.0, "function"), |t| t.function.clone());
     // Recorded here, once: the job is no longer this transaction's to report.
-    crate::claim::take_claim(table.oid, job.id);
+    crate::queue::claim::take_claim(table.oid, job.id);
     record(table, job.id, &function, task.as_ref(), error)
 }
 
@@ -355,8 +355,8 @@ fn record(
     // In a subtransaction: a payload too big to take one more error (jsonb's 256 MB limit) must
     // not abort the run and leave the job at the head of the queue. It stays consumed, logged.
     let mut queue = String::new();
-    if let Some(f) = crate::subxact::catching(|| {
-        queue = crate::enqueuer::as_pq(table.oid, id, || {
+    if let Some(f) = crate::plumbing::subxact::catching(|| {
+        queue = crate::tasks::enqueuer::as_pq(table.oid, id, || {
             table.one::<String>(Stmt::TaskOutcome, &args)
         })
         .unwrap_or_default();
@@ -369,7 +369,7 @@ fn record(
     }
     if due.is_some() {
         // Back in the queue: blocked workers should look again.
-        crate::wake::announce(table, &queue);
+        crate::queue::wake::announce(table, &queue);
     }
     outcome.outcome = if due.is_some() {
         Verdict::Retry
@@ -435,12 +435,12 @@ fn pq_work(
             "pass a count such as 100, or leave it out for up to 1000",
         )
     }
-    if let Some(n) = max_jobs.filter(|n| *n as usize > crate::claim::MAX_CLAIMS) {
+    if let Some(n) = max_jobs.filter(|n| *n as usize > crate::queue::claim::MAX_CLAIMS) {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!(
                 "max_jobs must be at most {}, got {n}",
-                crate::claim::MAX_CLAIMS
+                crate::queue::claim::MAX_CLAIMS
             ),
             "each job holds a lock until commit: use CALL pq_work_loop(...) for long runs",
         )
@@ -450,7 +450,7 @@ fn pq_work(
         burst: burst.unwrap_or(true),
         timeout: Duration::from_micros(timeout as u64),
         // One call claims at most MAX_CLAIMS jobs (one lock each until commit).
-        max_jobs: Some(max_jobs.map_or(crate::claim::MAX_CLAIMS, |n| n as usize)),
+        max_jobs: Some(max_jobs.map_or(crate::queue::claim::MAX_CLAIMS, |n| n as usize)),
     };
     let rows: Vec<_> = work(&table, queue, &opts)
         .into_iter()
@@ -482,7 +482,7 @@ fn pq_task_failed(
     message: Option<&str>,
     tbl: Option<pg_sys::Oid>,
 ) -> String {
-    let id = crate::error::require(id, "id", "42");
+    let id = crate::plumbing::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
     let row = pinned(|p| {
         Spi::connect(|client| {
@@ -516,7 +516,7 @@ fn pq_task_failed(
     // SAFETY: a lookup in this backend's own transaction state.
     if !claimed
         || !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) }
-        || !crate::claim::take_claim(table.oid, id)
+        || !crate::queue::claim::take_claim(table.oid, id)
     {
         raise(
             ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -549,14 +549,14 @@ fn pq_task_failed(
 /// ```
 #[pg_extern(sql = false)]
 fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
-    let id = crate::error::require(id, "id", "42");
+    let id = crate::plumbing::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
-    let queue = crate::enqueuer::as_pq(table.oid, id, || {
+    let queue = crate::tasks::enqueuer::as_pq(table.oid, id, || {
         table.one::<String>(Stmt::Requeue, &[id.into()])
     });
     match queue {
         Some(q) => {
-            crate::wake::announce(&table, &q);
+            crate::queue::wake::announce(&table, &q);
             true
         }
         None => false,

@@ -18,7 +18,7 @@
 //! transaction rolls back and the job returns to the queue) and ends the worker with an error
 //! exit, so the postmaster restarts it after five seconds unless the server is shutting down.
 
-use crate::work::{work, Options};
+use crate::tasks::work::{work, Options};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -85,7 +85,7 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    crate::retention::register_worker();
+    crate::operations::retention::register_worker();
     let queues = setting(&QUEUES).unwrap_or_default();
     let queues: Vec<&str> = queues
         .split(',')
@@ -198,10 +198,10 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
 }
 
 /// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.
-fn extension_table() -> Option<crate::table::QueueTable> {
-    let oid = crate::pinning::pinned(|_| {
-        Spi::get_one::<pg_sys::Oid>(include_str!("queries/extension_table.sql"))
+fn extension_table() -> Option<crate::plumbing::table::QueueTable> {
+    let oid = crate::plumbing::pinning::pinned(|_| {
+        Spi::get_one::<pg_sys::Oid>(include_str!("../queries/extension_table.sql"))
     })
     .unwrap_or_else(|e| panic!("looking for the pq extension: {e}"))?;
-    Some(crate::table::QueueTable::resolve(Some(oid)))
+    Some(crate::plumbing::table::QueueTable::resolve(Some(oid)))
 }

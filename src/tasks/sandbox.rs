@@ -75,7 +75,7 @@ pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
         // SAFETY: a GUC nest level of our own, ended below (or by the abort).
         let level = unsafe {
             let level = pg_sys::NewGUCNestLevel();
-            crate::pinning::set_saved(
+            crate::plumbing::pinning::set_saved(
                 c"search_path",
                 TASK_SEARCH_PATH,
                 pg_sys::GucContext::PGC_USERSET,
@@ -210,12 +210,16 @@ impl Locks {
         unsafe {
             // LockRelease warns about locks held only at transaction level: not for the log.
             let level = pg_sys::NewGUCNestLevel();
-            crate::pinning::set_saved(
+            crate::plumbing::pinning::set_saved(
                 c"client_min_messages",
                 c"error",
                 pg_sys::GucContext::PGC_SUSET,
             );
-            crate::pinning::set_saved(c"log_min_messages", c"error", pg_sys::GucContext::PGC_SUSET);
+            crate::plumbing::pinning::set_saved(
+                c"log_min_messages",
+                c"error",
+                pg_sys::GucContext::PGC_SUSET,
+            );
             for (tag, held) in &new {
                 while pg_sys::LockRelease(tag, held.mode, true) {}
             }

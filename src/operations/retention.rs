@@ -8,9 +8,9 @@
 //! `pq.worker_database` every [`EVERY`], committing after each batch, as each table's owner;
 //! elsewhere, call `pq_purge()` from cron or pg_cron.
 
-use crate::pinning::pinned;
-use crate::sandbox::Deadline;
-use crate::table::{QueueTable, Stmt};
+use crate::plumbing::pinning::pinned;
+use crate::plumbing::table::{QueueTable, Stmt};
+use crate::tasks::sandbox::Deadline;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -62,7 +62,7 @@ fn pq_purge(
 ) -> i64 {
     let table = QueueTable::resolve(tbl);
     let keep = match older_than {
-        Some(i) => crate::timespec::non_negative(
+        Some(i) => crate::queue::timespec::non_negative(
             i,
             "older_than",
             "pass how long to keep finished jobs, e.g. '1 day', or NULL for pq.retention",
@@ -72,7 +72,7 @@ fn pq_purge(
             None => return 0, // pq.retention = -1: keep everything
         },
     };
-    let max_rows = crate::error::at_least_one(
+    let max_rows = crate::plumbing::error::at_least_one(
         max_rows,
         "max_rows",
         "pass how many jobs to delete at most, e.g. 10000",
@@ -135,7 +135,7 @@ pub fn register_worker() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi(crate::worker::database().as_deref(), None);
+    BackgroundWorker::connect_worker_to_spi(crate::tasks::worker::database().as_deref(), None);
     while BackgroundWorker::wait_latch(Some(EVERY)) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
@@ -144,7 +144,7 @@ pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
         let tables = BackgroundWorker::transaction(|| {
             pinned(|_| {
                 Spi::connect(|c| {
-                    c.select(include_str!("queries/queue_tables.sql"), None, &[])
+                    c.select(include_str!("../queries/queue_tables.sql"), None, &[])
                         .map(|rows| {
                             rows.map(|r| {
                                 let t = r.get::<pg_sys::Oid>(1).ok().flatten();
@@ -168,8 +168,8 @@ pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
                     // As a task runs: as the owner, a security-restricted operation, with every
                     // setting a trigger changes undone, and a time limit.
                     let deadline = Deadline::arm(Some(BATCH_LIMIT));
-                    let failure = crate::subxact::catching(|| {
-                        crate::sandbox::run_as(owner, || {
+                    let failure = crate::plumbing::subxact::catching(|| {
+                        crate::tasks::sandbox::run_as(owner, || {
                             let table = QueueTable::resolve(Some(table));
                             deleted = purge(&table, keep, BATCH, false);
                         })

@@ -124,11 +124,11 @@ unsafe fn report_pending(table: pg_sys::Oid, row: pg_sys::HeapTuple, desc: pg_sy
         let queue = String::from_datum(queue, false).unwrap_or_default();
         let ready = get(row, attnum(desc, c"schedule_at"), desc)
             .is_none()
-            .then(|| crate::heads::Key {
+            .then(|| crate::queue::heads::Key {
                 expected_at: get(row, attnum(desc, c"expected_at"), desc).map(|d| d.value() as i64),
                 id: row_id(row, desc),
             });
-        crate::wake::on_pending(table, &queue, ready);
+        crate::queue::wake::on_pending(table, &queue, ready);
     }
 }
 

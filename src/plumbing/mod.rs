@@ -1,0 +1,16 @@
+//! Plumbing the rest stands on: queue tables and their statements, pinned settings,
+//! subtransactions, errors, and the utility hook.
+//!
+//! | module    | concept                                                        |
+//! |-----------|----------------------------------------------------------------|
+//! | `table`   | queue tables: resolving `regclass`, prepared statements         |
+//! | `pinning` | pinning `search_path` and planner settings for pq's statements   |
+//! | `subxact` | subtransactions that catch a task's error                       |
+//! | `error`   | SQLSTATE-carrying errors for bad input                          |
+//! | `utility` | the utility hook: `LISTEN`s, the end of prepared transactions   |
+
+pub mod error;
+pub mod pinning;
+pub mod subxact;
+pub mod table;
+pub mod utility;

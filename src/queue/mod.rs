@@ -1,0 +1,26 @@
+//! The queue itself: putting jobs, claiming them in claim order, waiting for them and waking
+//! the waiters.
+//!
+//! | module       | concept                                                         |
+//! |--------------|-----------------------------------------------------------------|
+//! | `timespec`   | `'5m'`, intervals and timestamps as `schedule_at`/`expected_at`  |
+//! | `put`        | `pq_put`, `pq_put_many`                                          |
+//! | `job`        | a claimed job and its payload, as `pq_get` returns it            |
+//! | `candidates` | the ready jobs of a queue in claim order, from its indexes       |
+//! | `claim`      | advisory-lock claiming of the next ready jobs                    |
+//! | `heads`      | where each queue's claims start (shared memory, when preloaded)  |
+//! | `get`        | `pq_get`                                                         |
+//! | `wait`       | blocking waits                                                   |
+//! | `wake`       | waking waiters and listeners at commit (`announce`)              |
+//! | `notify`     | `NOTIFY` on the queue's channel                                  |
+
+pub mod candidates;
+pub mod claim;
+pub mod get;
+pub mod heads;
+pub mod job;
+pub mod notify;
+pub mod put;
+pub mod timespec;
+pub mod wait;
+pub mod wake;
