@@ -9,35 +9,35 @@
 
 CREATE FUNCTION pq_put(
     queue text, data jsonb, schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
-    tbl regclass DEFAULT '@extschema@.queue')
+    tbl regclass DEFAULT '@extschema@.queue', key text DEFAULT NULL)
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_text_wrapper';
-COMMENT ON FUNCTION pq_put(text, jsonb, text, text, regclass) IS
-'Enqueues a job, returns its id. Times: a duration (''5m'', ''1h 30m'') or a timestamp. Example: SELECT pq_put(''apples'', ''{"kind":"Cox"}'', ''5m'')';
+COMMENT ON FUNCTION pq_put(text, jsonb, text, text, regclass, text) IS
+'Enqueues a job, returns its id. Times: a duration (''5m'', ''1h 30m'') or a timestamp. With key, a unique job: while a job of the queue with that key is pending, returns its id and inserts nothing. Example: SELECT pq_put(''apples'', ''{"kind":"Cox"}'', ''5m'', key => ''cox-1'')';
 
 CREATE FUNCTION pq_put(
     queue text, data jsonb, schedule_at interval, expected_at interval DEFAULT NULL,
-    tbl regclass DEFAULT '@extschema@.queue')
+    tbl regclass DEFAULT '@extschema@.queue', key text DEFAULT NULL)
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_interval_wrapper';
-COMMENT ON FUNCTION pq_put(text, jsonb, interval, interval, regclass) IS
+COMMENT ON FUNCTION pq_put(text, jsonb, interval, interval, regclass, text) IS
 'Enqueues a job scheduled an interval from now. Example: SELECT pq_put(''apples'', ''{}'', interval ''5 minutes'')';
 
 CREATE FUNCTION pq_put(
     queue text, data jsonb, schedule_at timestamptz, expected_at timestamptz DEFAULT NULL,
-    tbl regclass DEFAULT '@extschema@.queue')
+    tbl regclass DEFAULT '@extschema@.queue', key text DEFAULT NULL)
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_timestamptz_wrapper';
-COMMENT ON FUNCTION pq_put(text, jsonb, timestamptz, timestamptz, regclass) IS
+COMMENT ON FUNCTION pq_put(text, jsonb, timestamptz, timestamptz, regclass, text) IS
 'Enqueues a job scheduled at a time. Example: SELECT pq_put(''apples'', ''{}'', now() + interval ''1 hour'')';
 
 CREATE FUNCTION pq_put_many(
     queue text, data jsonb[], schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
-    tbl regclass DEFAULT '@extschema@.queue')
+    tbl regclass DEFAULT '@extschema@.queue', key text[] DEFAULT NULL)
 RETURNS SETOF bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_many_wrapper';
-COMMENT ON FUNCTION pq_put_many(text, jsonb[], text, text, regclass) IS
-'Enqueues one job per array element in one statement; returns the ids in order. Example: SELECT * FROM pq_put_many(''apples'', ARRAY[''{"kind":"Cox"}'']::jsonb[])';
+COMMENT ON FUNCTION pq_put_many(text, jsonb[], text, text, regclass, text[]) IS
+'Enqueues one job per array element; returns the ids in order. With key (one per element, NULL for none), unique jobs as in pq_put. Example: SELECT * FROM pq_put_many(''apples'', ARRAY[''{"kind":"Cox"}'']::jsonb[])';
 
 CREATE FUNCTION pq_get(
     queue text, timeout interval DEFAULT '0', batch_size integer DEFAULT 1,
@@ -82,14 +82,72 @@ COMMENT ON FUNCTION pq_channel(text) IS
 
 CREATE FUNCTION pq_stats(tbl regclass DEFAULT '@extschema@.queue')
 RETURNS TABLE (queue text, ready bigint, scheduled bigint, in_flight bigint, done bigint,
-               oldest_ready_age interval, squatted bigint)
+               oldest_ready_age interval, squatted bigint, cancelled bigint, paused boolean,
+               concurrency_limit integer)
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_stats_wrapper';
 COMMENT ON FUNCTION pq_stats(regclass) IS
-'Per-queue counts: ready, scheduled, in flight, done, oldest ready age, squatted (pending jobs whose lock key another session holds without claiming them). Example: SELECT * FROM pq_stats()';
+'Per-queue counts: ready, scheduled, in flight, done, oldest ready age, squatted (pending jobs whose lock key another session holds without claiming them), cancelled; whether the queue is paused, and its concurrency limit. Example: SELECT * FROM pq_stats()';
 
 CREATE VIEW pq_stats AS SELECT * FROM @extschema@.pq_stats();
 COMMENT ON VIEW pq_stats IS 'pq_stats() of the extension''s queue table';
+
+-- Operating queues: pause, concurrency limits, cancel (src/operations/).
+CREATE FUNCTION pq_pause(queue text, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_pause_wrapper';
+COMMENT ON FUNCTION pq_pause(text, regclass) IS
+'Pauses a queue: it still accepts puts, but nothing takes its jobs until pq_resume. True if it was not paused. Example: SELECT pq_pause(''apples'')';
+
+CREATE FUNCTION pq_resume(queue text, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_resume_wrapper';
+COMMENT ON FUNCTION pq_resume(text, regclass) IS
+'Resumes a paused queue and wakes its blocked getters. True if it was paused. Example: SELECT pq_resume(''apples'')';
+
+CREATE FUNCTION pq_set_limit(queue text, n integer, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS integer LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_set_limit_wrapper';
+COMMENT ON FUNCTION pq_set_limit(text, integer, regclass) IS
+'At most n jobs of the queue are claimed at once, across all sessions and workers; NULL removes the limit. Returns the previous limit. Example: SELECT pq_set_limit(''apples'', 2)';
+
+CREATE FUNCTION pq_cancel(id bigint, tbl regclass DEFAULT '@extschema@.queue', wait interval DEFAULT '10s')
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_cancel_wrapper';
+COMMENT ON FUNCTION pq_cancel(bigint, regclass, interval) IS
+'Cancels a job: a pending or scheduled one never runs; the transaction that holds a claimed one is cancelled (as pg_cancel_backend) and the job does not come back. False if the job is already done, failed or cancelled. Example: SELECT pq_cancel(42)';
+
+CREATE FUNCTION pq_status(id bigint, tbl regclass DEFAULT '@extschema@.queue')
+RETURNS text LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_status_wrapper';
+COMMENT ON FUNCTION pq_status(bigint, regclass) IS
+'A job''s state: ready, scheduled, in_flight, done, failed or cancelled; NULL when there is no such job (or it was purged). Example: SELECT pq_status(42)';
+
+-- Periodic jobs (src/operations/periodic.rs).
+CREATE FUNCTION pq_schedule(name text, cron text, queue text, data jsonb DEFAULT '{}',
+                            tbl regclass DEFAULT '@extschema@.queue')
+RETURNS timestamptz LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_schedule_wrapper';
+COMMENT ON FUNCTION pq_schedule(text, text, text, jsonb, regclass) IS
+'Creates or replaces a periodic job: at each tick of a 5-field cron schedule (UTC), one job with data is put in queue, as the role that scheduled it. Returns the next run. Example: SELECT pq_schedule(''nightly-report'', ''0 3 * * *'', ''reports'', ''{"kind":"daily"}'')';
+
+CREATE FUNCTION pq_unschedule(name text)
+RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_unschedule_wrapper';
+COMMENT ON FUNCTION pq_unschedule(text) IS
+'Removes a periodic job; true if it existed. Example: SELECT pq_unschedule(''nightly-report'')';
+
+CREATE FUNCTION pq_run_schedules()
+RETURNS integer LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_run_schedules_wrapper';
+COMMENT ON FUNCTION pq_run_schedules() IS
+'Puts one job for every periodic job that is due (the maintenance worker calls it every second when pq is preloaded; elsewhere, call it from pg_cron). Returns how many. Example: SELECT pq_run_schedules()';
+
+CREATE VIEW pq_schedules WITH (security_invoker = true) AS
+SELECT name, cron, q_name AS queue, data, tbl, owner, next_run, last_run, last_job, created_at
+FROM @extschema@.pq_periodic;
+COMMENT ON VIEW pq_schedules IS 'Periodic jobs (of the roles you belong to), with their next and last run';
+GRANT SELECT ON pq_schedules TO PUBLIC;
 
 -- Tasks. pq_put_task resolves the function name, and pq_work runs tasks, in the caller's
 -- search_path; pq's own statements run pinned.
@@ -99,11 +157,12 @@ CREATE FUNCTION pq_put_task(
     schedule_at text DEFAULT NULL, expected_at text DEFAULT NULL,
     max_retries integer DEFAULT 0, retry_in text DEFAULT '30s',
     tbl regclass DEFAULT '@extschema@.queue', external boolean DEFAULT false,
-    timeout text DEFAULT NULL)
+    timeout text DEFAULT NULL, key text DEFAULT NULL, backoff text DEFAULT NULL,
+    retry_max text DEFAULT NULL)
 RETURNS bigint LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pq_put_task_wrapper';
-COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass, boolean, text) IS
-'Enqueues a task calling a registered SQL function, checked now (timeout: this task''s limit, default pq.task_timeout); with external => true, for a client handler (Python, Rust). Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
+COMMENT ON FUNCTION pq_put_task(text, text, jsonb, jsonb, text, text, integer, text, regclass, boolean, text, text, text, text) IS
+'Enqueues a task calling a registered SQL function, checked now (timeout: this task''s limit, default pq.task_timeout); with external => true, for a client handler (Python, Rust); key: a unique job as in pq_put; backoff => ''exponential'': retry after retry_in, then twice that, ... up to retry_max (default ''1h''), with jitter. Example: SELECT pq_put_task(''default'', ''eat(text)'', ''["Cox"]'', max_retries => 2)';
 
 CREATE FUNCTION pq_work(
     queue text, burst boolean DEFAULT true, timeout interval DEFAULT '1s',

@@ -49,7 +49,9 @@ BEGIN
             q_name      text NOT NULL CHECK (length(q_name) > 0),
             data        jsonb NOT NULL,
             -- Who put the job: a task runs as this role (set by the trigger below).
-            enqueued_by regrole NOT NULL
+            enqueued_by regrole NOT NULL,
+            -- A unique job's key: one pending job per (q_name, key) (src/queue/put.rs).
+            key         text
         );
         -- Unscheduled pending jobs in claim order; done jobs leave the index.
         CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
@@ -65,12 +67,15 @@ BEGIN
             WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
         -- Finished jobs by when they were dequeued: pq_purge deletes the oldest.
         CREATE INDEX %6$I ON %1$s (dequeued_at) WHERE dequeued_at IS NOT NULL;
-        -- Also tells claims about jobs made ready (src/heads.rs): every column of claim order.
+        -- Pending jobs by key: a put with a key finds the job it would duplicate.
+        CREATE INDEX %7$I ON %1$s (q_name, key) WHERE key IS NOT NULL AND dequeued_at IS NULL;
+        -- Also tells claims about jobs made ready (src/queue/heads.rs): every column of claim order.
         CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
             schedule_at, expected_at, q_name ON %1$s
             FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
         $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx',
-           relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx', relname || '_done_idx');
+           relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx', relname || '_done_idx',
+           relname || '_key_idx');
     RETURN qualified::regclass;
 END
 $fn$;
@@ -94,3 +99,57 @@ CREATE TABLE pq_registered_tasks (
 COMMENT ON TABLE pq_registered_tasks IS 'Functions registered as tasks; use pq_register_task and the pq_tasks view.';
 SELECT pg_catalog.pg_extension_config_dump('pq_registered_tasks', '');
 GRANT SELECT ON pq_registered_tasks TO PUBLIC;
+
+-- Per-queue controls (src/operations/controls.rs): paused queues and concurrency limits. A
+-- claim reads them from a per-session cache; the trigger below invalidates every session's
+-- cache of the queue table at commit, however the row was written. Anyone may read them (every
+-- claimer must); a role may write the controls of a queue table it may UPDATE.
+CREATE TABLE pq_queue_controls (
+    tbl               regclass NOT NULL,
+    q_name            text NOT NULL CHECK (length(q_name) > 0),
+    paused_at         timestamptz,
+    paused_by         regrole,
+    concurrency_limit integer CHECK (concurrency_limit BETWEEN 1 AND 1000),
+    PRIMARY KEY (tbl, q_name)
+);
+COMMENT ON TABLE pq_queue_controls IS 'Paused queues and concurrency limits; use pq_pause, pq_resume, pq_set_limit.';
+SELECT pg_catalog.pg_extension_config_dump('pq_queue_controls', '');
+ALTER TABLE pq_queue_controls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pq_read ON pq_queue_controls FOR SELECT USING (true);
+CREATE POLICY pq_insert ON pq_queue_controls FOR INSERT
+    WITH CHECK (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
+CREATE POLICY pq_update ON pq_queue_controls FOR UPDATE
+    USING (pg_catalog.has_table_privilege(tbl, 'UPDATE'))
+    WITH CHECK (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
+CREATE POLICY pq_delete ON pq_queue_controls FOR DELETE
+    USING (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON pq_queue_controls TO PUBLIC;
+
+CREATE FUNCTION pq_controls_changed() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'pq_controls_changed_wrapper';
+CREATE TRIGGER pq_controls_changed AFTER INSERT OR UPDATE OR DELETE ON pq_queue_controls
+    FOR EACH ROW EXECUTE FUNCTION pq_controls_changed();
+CREATE TRIGGER pq_controls_truncated AFTER TRUNCATE ON pq_queue_controls
+    FOR EACH STATEMENT EXECUTE FUNCTION pq_controls_changed();
+
+-- Periodic jobs (src/operations/periodic.rs): each due tick enqueues one job as the
+-- schedule's owner. A role sees and changes only the schedules of roles it belongs to.
+CREATE TABLE pq_periodic (
+    name       text PRIMARY KEY CHECK (length(name) > 0),
+    cron       text NOT NULL,
+    q_name     text NOT NULL CHECK (length(q_name) > 0),
+    data       jsonb NOT NULL,
+    tbl        regclass NOT NULL,
+    owner      regrole NOT NULL DEFAULT current_user::regrole,
+    next_run   timestamptz NOT NULL,
+    last_run   timestamptz,
+    last_job   bigint,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pq_periodic IS 'Periodic jobs; use pq_schedule, pq_unschedule and the pq_schedules view.';
+SELECT pg_catalog.pg_extension_config_dump('pq_periodic', '');
+ALTER TABLE pq_periodic ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pq_own ON pq_periodic
+    USING (pg_catalog.pg_has_role(owner, 'MEMBER'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) current_user::regrole);
+GRANT SELECT, INSERT, UPDATE, DELETE ON pq_periodic TO PUBLIC;

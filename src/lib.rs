@@ -56,6 +56,10 @@ pub extern "C-unwind" fn _PG_init() {
             Some(table::on_relcache_invalidation),
             pg_sys::Datum::from(0),
         );
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(operations::controls::on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        );
     }
     heads::init();
     notify::init();

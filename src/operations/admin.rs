@@ -68,8 +68,10 @@ fn pq_update(
 }
 
 /// Per-queue counts: ready, scheduled (future), in flight (claimed by an open transaction),
-/// done, the age of the oldest ready job, and squatted: pending jobs whose advisory lock key
-/// a session holds without claiming them (they stay claimable; see `claim`).
+/// done, the age of the oldest ready job, squatted: pending jobs whose advisory lock key
+/// a session holds without claiming them (they stay claimable; see `claim`), and cancelled;
+/// then the queue's controls: paused, and its concurrency limit. A queue with controls but no
+/// jobs has a row of zeros.
 ///
 /// ```sql
 /// SELECT * FROM pq_stats();   -- or the view: SELECT * FROM pq_stats;
@@ -88,10 +90,14 @@ fn pq_stats(
         name!(done, i64),
         name!(oldest_ready_age, Option<Interval>),
         name!(squatted, i64),
+        name!(cancelled, i64),
+        name!(paused, bool),
+        name!(concurrency_limit, Option<i32>),
     ),
 > {
     let table = QueueTable::resolve(tbl);
-    let rows: Vec<_> = pinned(|p| {
+    let controls = crate::operations::controls::all(&table);
+    let mut rows: Vec<_> = pinned(|p| {
         Spi::connect(|client| {
             table.with_plan(p, client, Stmt::Stats, |plan| {
                 client
@@ -99,19 +105,41 @@ fn pq_stats(
                     .unwrap_or_else(|e| panic!("stats: {e}"))
                     .map(|r| {
                         let count = |i| r.get::<i64>(i).ok().flatten().unwrap_or(0);
+                        let queue = r.get::<String>(1).ok().flatten().unwrap_or_default();
+                        let c = controls.get(&queue).copied().unwrap_or_default();
                         (
-                            r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                            queue,
                             count(2),
                             count(3),
                             count(4),
                             count(5),
                             r.get::<Interval>(6).ok().flatten(),
                             count(7),
+                            count(8),
+                            c.paused,
+                            c.limit.map(|n| n as i32),
                         )
                     })
                     .collect()
             })
         })
     });
+    for (queue, c) in controls.iter() {
+        if !rows.iter().any(|r| &r.0 == queue) {
+            rows.push((
+                queue.clone(),
+                0,
+                0,
+                0,
+                0,
+                None,
+                0,
+                0,
+                c.paused,
+                c.limit.map(|n| n as i32),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     TableIterator::new(rows)
 }

@@ -26,6 +26,9 @@ pub const BATCH: i64 = 1000;
 /// How often the maintenance worker purges.
 const EVERY: Duration = Duration::from_secs(10);
 
+/// How often it puts the jobs of due periodic jobs (see `periodic`).
+const TICK: Duration = Duration::from_secs(1);
+
 /// Longest one batch of the maintenance worker may take (a trigger on the table runs in it).
 const BATCH_LIMIT: Duration = Duration::from_secs(60);
 
@@ -124,7 +127,28 @@ pub fn register_worker() {
         .load();
 }
 
-/// The maintenance worker: every [`EVERY`], purges every queue table of `pq.worker_database`
+/// Puts the jobs of the due periodic jobs, once the extension (0.5.0 or later) is created in
+/// the worker's database; a failure is logged, and retried at the next tick.
+fn run_schedules() {
+    if pinned(|_| crate::plumbing::table::extension_relation("pq_periodic")).is_none() {
+        return;
+    }
+    if let Some(f) = crate::plumbing::subxact::catching(|| {
+        crate::operations::periodic::run_due();
+    }) {
+        if f.is_cancel() {
+            f.rethrow();
+        }
+        log!(
+            "pq maintenance: periodic jobs failed ({}: {})",
+            f.sqlstate,
+            f.message
+        );
+    }
+}
+
+/// The maintenance worker: every [`TICK`] puts the jobs of due periodic jobs, and every
+/// [`EVERY`] purges every queue table of `pq.worker_database`
 /// as the table's owner (so no trigger on it runs with more rights than its owner has), as a
 /// task runs (settings a trigger changes are undone; [`BATCH_LIMIT`] a batch), committing
 /// after each batch. It connects as the bootstrap superuser (purging another
@@ -136,10 +160,16 @@ pub fn register_worker() {
 pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(crate::tasks::worker::database().as_deref(), None);
-    while BackgroundWorker::wait_latch(Some(EVERY)) {
+    let mut purged = std::time::Instant::now();
+    while BackgroundWorker::wait_latch(Some(TICK)) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+        BackgroundWorker::transaction(run_schedules);
+        if purged.elapsed() < EVERY {
+            continue;
+        }
+        purged = std::time::Instant::now();
         let Some(keep) = retention() else { continue };
         let tables = BackgroundWorker::transaction(|| {
             pinned(|_| {

@@ -22,6 +22,7 @@ use std::rc::Rc;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Stmt {
     Put,
+    PutKeyed,
     PutMany,
     Candidates,
     SqlTaskCandidates,
@@ -37,12 +38,15 @@ pub enum Stmt {
     Requeue,
     JobData,
     Purge,
+    Cancel,
+    Status,
 }
 
 impl Stmt {
     fn text(self) -> &'static str {
         match self {
             Stmt::Put => include_str!("../queries/put.sql"),
+            Stmt::PutKeyed => include_str!("../queries/put_keyed.sql"),
             Stmt::PutMany => include_str!("../queries/put_many.sql"),
             Stmt::Candidates => include_str!("../queries/candidates.sql"),
             Stmt::SqlTaskCandidates => include_str!("../queries/sql_task_candidates.sql"),
@@ -58,6 +62,8 @@ impl Stmt {
             Stmt::Requeue => include_str!("../queries/requeue.sql"),
             Stmt::JobData => include_str!("../queries/job_data.sql"),
             Stmt::Purge => include_str!("../queries/purge.sql"),
+            Stmt::Cancel => include_str!("../queries/cancel.sql"),
+            Stmt::Status => include_str!("../queries/status.sql"),
         }
     }
 
@@ -65,6 +71,7 @@ impl Stmt {
         use pg_sys::BuiltinOid::*;
         let oids: &[pg_sys::BuiltinOid] = match self {
             Stmt::Put => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
+            Stmt::PutKeyed => &[TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID],
             Stmt::PutMany => &[TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
             Stmt::Candidates => &[
                 TEXTOID,
@@ -85,6 +92,7 @@ impl Stmt {
             Stmt::TaskOutcome => &[INT8OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID],
             Stmt::Requeue | Stmt::JobData => &[INT8OID],
             Stmt::Purge => &[TIMESTAMPTZOID, INT8OID, BOOLOID],
+            Stmt::Cancel | Stmt::Status => &[INT8OID, TIMESTAMPTZOID],
         };
         oids.iter().map(|o| PgOid::BuiltIn(*o)).collect()
     }
@@ -119,6 +127,8 @@ pub struct QueueTable {
     /// upgraded by `ALTER EXTENSION pq UPDATE`, still puts and gets; its task jobs have no known
     /// enqueuer and are refused.
     pub has_enqueuer: bool,
+    /// Whether the table has `key` (0.5.0's layout), which unique jobs need.
+    pub has_key: bool,
     /// Its ready and scheduled indexes, which claims read directly (see `candidates`).
     pub indexes: Option<crate::queue::candidates::Indexes>,
 }
@@ -160,8 +170,6 @@ fn forget_stale() {
     PLANS.with(|p| p.borrow_mut().retain(|(oid, _), _| !hit(oid)));
 }
 
-thread_local! {}
-
 impl QueueTable {
     /// Checks that `oid` (a `regclass` argument) is a table with the queue layout.
     ///
@@ -195,6 +203,7 @@ impl QueueTable {
         let table = QueueTable {
             oid,
             has_enqueuer: column_type(oid, "enqueued_by") == Some(pg_sys::REGROLEOID),
+            has_key: column_type(oid, "key") == Some(pg_sys::TEXTOID),
             indexes: crate::queue::candidates::find(oid),
         };
         CHECKED.with(|c| c.borrow_mut().insert(oid, table));
@@ -258,6 +267,24 @@ impl QueueTable {
             plan
         });
         f(&plan)
+    }
+}
+
+/// The extension's own relation `name` in this database (`queue`, `pq_registered_tasks`,
+/// `pq_queue_controls`, `pq_periodic`) and its owner, if the extension is created here and has
+/// it. Runs under the pinned search_path.
+///
+/// ```ignore
+/// let (controls, _owner) = table::extension_relation("pq_queue_controls")?;
+/// ```
+pub fn extension_relation(name: &str) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
+    match Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
+        include_str!("../queries/extension_relation.sql"),
+        &[name.into()],
+    ) {
+        Ok((Some(oid), Some(owner))) => Some((oid, owner)),
+        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => None,
+        Err(e) => panic!("looking for the pq extension's {name}: {e}"),
     }
 }
 

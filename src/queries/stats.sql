@@ -1,7 +1,8 @@
 -- Per-queue counts. A job is in flight when it is claimed by an open transaction, which holds
 -- its advisory lock (key: table oid, low 32 bits of id) and is updating its row (its xmax),
 -- while the row still looks undequeued. A pending job whose key is held by a session that is
--- not updating its row is squatted: counted apart, and claimable through its row lock.
+-- not updating its row is squatted: counted apart, and claimable through its row lock. A
+-- cancelled job (see src/operations/cancel.rs) is consumed but not done.
 WITH held AS (
     SELECT DISTINCT l.objid
     FROM pg_locks l
@@ -12,7 +13,9 @@ WITH held AS (
     SELECT q.q_name, q.dequeued_at, q.enqueued_at, q.schedule_at,
            (h.objid IS NOT NULL AND q.dequeued_at IS NULL) AS held,
            (h.objid IS NOT NULL AND q.dequeued_at IS NULL AND q.xmax = '0'::xid) AS squatted,
-           (q.schedule_at IS NULL OR q.schedule_at <= now()) AS due
+           (q.schedule_at IS NULL OR q.schedule_at <= now()) AS due,
+           (q.dequeued_at IS NOT NULL AND jsonb_typeof(q.data) = 'object'
+            AND q.data ? 'cancelled_at') AS cancelled
     FROM {table} q
     LEFT JOIN held h ON h.objid = (q.id & 4294967295)::oid
 )
@@ -20,9 +23,10 @@ SELECT q_name,
        count(*) FILTER (WHERE dequeued_at IS NULL AND due AND NOT held),
        count(*) FILTER (WHERE dequeued_at IS NULL AND NOT due AND NOT held),
        count(*) FILTER (WHERE held AND NOT squatted),
-       count(*) FILTER (WHERE dequeued_at IS NOT NULL),
+       count(*) FILTER (WHERE dequeued_at IS NOT NULL AND NOT cancelled),
        now() - min(coalesce(schedule_at, enqueued_at)) FILTER (WHERE dequeued_at IS NULL AND due AND NOT held),
-       count(*) FILTER (WHERE squatted)
+       count(*) FILTER (WHERE squatted),
+       count(*) FILTER (WHERE cancelled)
 FROM jobs
 GROUP BY q_name
 ORDER BY q_name

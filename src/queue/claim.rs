@@ -75,6 +75,10 @@ pub fn claim(
     limit: usize,
     memcx: &mut PgMemoryContexts,
 ) -> Vec<Job> {
+    let controls = crate::operations::controls::of(table, queue);
+    if controls.paused {
+        return Vec::new(); // see `pause`: its waiters wake on resume
+    }
     // The queue's head (see `heads`), read before the cursor takes its snapshot. Only a plain
     // claim in READ COMMITTED may move it: a client worker's claim skips jobs it does not
     // admit, and an older snapshot (REPEATABLE READ) may not have seen jobs put since.
@@ -92,6 +96,7 @@ pub fn claim(
         only,
         limit,
         rls,
+        slots: controls.limit,
     };
     let mut jobs = Vec::new();
     loop {
@@ -113,13 +118,15 @@ pub fn claim(
 }
 
 /// What a claim asks for: up to `limit` jobs of `queue` in `table` that `only` admits; `rls`:
-/// whether row-level security applies to this session's reads of the table.
+/// whether row-level security applies to this session's reads of the table; `slots`: the
+/// queue's concurrency limit, if it has one (see `limits`).
 struct Ask<'a> {
     table: &'a QueueTable,
     queue: &'a str,
     only: Only<'a>,
     limit: usize,
     rls: bool,
+    slots: Option<u32>,
 }
 
 /// One pass of [`claim`] over the candidates from `from`, pushing claimed jobs to `jobs`.
@@ -139,6 +146,7 @@ fn claim_from(
         only,
         limit,
         rls,
+        slots,
     } = *ask;
     let mut passed = None;
     let mut passing = true;
@@ -157,7 +165,15 @@ fn claim_from(
         };
         let mut claimed = false;
         if let Some(stmt) = stmt {
-            match claim_one(pinned, client, table, stmt, c.id, memcx) {
+            // A limited queue: a slot first, or stop here (every slot is held).
+            if slots.is_some_and(|n| !crate::operations::limits::take(table.oid, queue, n)) {
+                return false;
+            }
+            let job = claim_one(pinned, client, table, stmt, c.id, memcx);
+            if job.is_none() && slots.is_some() {
+                crate::operations::limits::unused(table.oid, queue);
+            }
+            match job {
                 Some(job) => {
                     jobs.push(job);
                     claimed = true;
@@ -345,7 +361,7 @@ fn try_lock(table: &QueueTable, id: i64) -> bool {
 /// Whether a transaction that is still running is updating or locking the row whose `xmax`
 /// this is: a real claimer. (A multixact id reads as not running, which costs one extra
 /// `SKIP LOCKED` probe, never a wrong claim.)
-fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
+pub fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
     xmax != pg_sys::InvalidTransactionId && unsafe { pg_sys::TransactionIdIsInProgress(xmax) }
 }
 

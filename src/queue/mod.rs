@@ -5,6 +5,7 @@
 //! |--------------|-----------------------------------------------------------------|
 //! | `timespec`   | `'5m'`, intervals and timestamps as `schedule_at`/`expected_at`  |
 //! | `put`        | `pq_put`, `pq_put_many`                                          |
+//! | `unique`     | unique jobs: a put with a key returns the pending job with it    |
 //! | `job`        | a claimed job and its payload, as `pq_get` returns it            |
 //! | `candidates` | the ready jobs of a queue in claim order, from its indexes       |
 //! | `claim`      | advisory-lock claiming of the next ready jobs                    |
@@ -22,5 +23,6 @@ pub mod job;
 pub mod notify;
 pub mod put;
 pub mod timespec;
+pub mod unique;
 pub mod wait;
 pub mod wake;

@@ -1,7 +1,8 @@
 //! Put: enqueue jobs, in the caller's transaction.
 //!
 //! `pq_put` inserts one job and returns its id; `pq_put_many` inserts an array of payloads in
-//! one statement. Both notify the queue's channel and wake blocked getters at commit.
+//! one statement. Both notify the queue's channel and wake blocked getters at commit. With a
+//! `key`, a put is unique (see `unique`): it returns the pending job with that key, if any.
 
 use crate::plumbing::error::{raise, require, require_queue};
 use crate::plumbing::pinning::pinned;
@@ -23,6 +24,7 @@ fn put<S: TimeSpec>(
     schedule_at: Option<S>,
     expected_at: Option<S>,
     tbl: Option<pg_sys::Oid>,
+    key: Option<&str>,
 ) -> i64 {
     let queue = require_queue(queue);
     let data = jsonb_arg(
@@ -36,20 +38,32 @@ fn put<S: TimeSpec>(
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
-    insert(&table, queue, data, schedule_at, expected_at)
+    insert(&table, queue, data, schedule_at, expected_at, key)
 }
 
-/// Inserts one job with `data` (a jsonb argument) and announces it; returns its id.
+/// Inserts one job with `data` (a jsonb argument) and announces it; returns its id. With a
+/// `key`, returns the pending job with that key instead, if there is one.
 pub fn insert(
     table: &QueueTable,
     queue: &str,
     data: DatumWithOid<'_>,
     schedule_at: Option<TimestampWithTimeZone>,
     expected_at: Option<TimestampWithTimeZone>,
+    key: Option<&str>,
 ) -> i64 {
-    let args = [queue.into(), data, schedule_at.into(), expected_at.into()];
+    let mut args = vec![queue.into(), data, schedule_at.into(), expected_at.into()];
+    let stmt = match key {
+        None => Stmt::Put,
+        Some(key) => {
+            if let Some(id) = crate::queue::unique::existing(table, queue, key) {
+                return id;
+            }
+            args.push(key.into());
+            Stmt::PutKeyed
+        }
+    };
     let id = table
-        .one::<i64>(Stmt::Put, &args)
+        .one::<i64>(stmt, &args)
         .expect("INSERT ... RETURNING id returns the id");
     crate::queue::wake::announce(table, queue);
     id
@@ -65,6 +79,7 @@ fn jsonb_arg<'a>(datum: pg_sys::Datum, ty: pg_sys::BuiltinOid) -> DatumWithOid<'
 ///
 /// ```sql
 /// SELECT pq_put('apples', '{"kind":"Cox"}', '5m');
+/// SELECT pq_put('orders', '{"order":42}', key => 'order-42');  -- a unique job
 /// ```
 #[pg_extern(sql = false)]
 fn pq_put_text(
@@ -73,8 +88,9 @@ fn pq_put_text(
     schedule_at: Option<&str>,
     expected_at: Option<&str>,
     tbl: Option<pg_sys::Oid>,
+    key: Option<&str>,
 ) -> i64 {
-    put(queue, data, schedule_at, expected_at, tbl)
+    put(queue, data, schedule_at, expected_at, tbl, key)
 }
 
 /// `pq_put(queue, data, schedule_at interval, expected_at interval, tbl)`.
@@ -89,8 +105,9 @@ fn pq_put_interval(
     schedule_at: Option<Interval>,
     expected_at: Option<Interval>,
     tbl: Option<pg_sys::Oid>,
+    key: Option<&str>,
 ) -> i64 {
-    put(queue, data, schedule_at, expected_at, tbl)
+    put(queue, data, schedule_at, expected_at, tbl, key)
 }
 
 /// `pq_put(queue, data, schedule_at timestamptz, expected_at timestamptz, tbl)`.
@@ -105,15 +122,18 @@ fn pq_put_timestamptz(
     schedule_at: Option<TimestampWithTimeZone>,
     expected_at: Option<TimestampWithTimeZone>,
     tbl: Option<pg_sys::Oid>,
+    key: Option<&str>,
 ) -> i64 {
-    put(queue, data, schedule_at, expected_at, tbl)
+    put(queue, data, schedule_at, expected_at, tbl, key)
 }
 
-/// `pq_put_many(queue, data jsonb[], schedule_at, expected_at, tbl)`: one job per array
-/// element, all with the same times, in one statement; returns the ids in array order.
+/// `pq_put_many(queue, data jsonb[], schedule_at, expected_at, tbl, key text[])`: one job per
+/// array element, all with the same times, in one statement; returns the ids in array order.
+/// With `key` (one per element), each element is a unique put.
 ///
 /// ```sql
 /// SELECT * FROM pq_put_many('apples', ARRAY['{"kind":"Cox"}', '{"kind":"Fuji"}']::jsonb[]);
+/// SELECT * FROM pq_put_many('apples', ARRAY['{}', '{}']::jsonb[], key => ARRAY['a', 'b']);
 /// ```
 #[pg_extern(sql = false)]
 fn pq_put_many(
@@ -122,6 +142,7 @@ fn pq_put_many(
     schedule_at: Option<&str>,
     expected_at: Option<&str>,
     tbl: Option<pg_sys::Oid>,
+    key: Option<Vec<Option<String>>>,
 ) -> SetOfIterator<'static, i64> {
     let queue = require_queue(queue);
     let data = require(
@@ -140,10 +161,35 @@ fn pq_put_many(
             "remove the NULLs, or use 'null'::jsonb for a JSON null",
         )
     }
-    let data = jsonb_arg(data, JSONBARRAYOID);
     let table = QueueTable::resolve(tbl);
     let schedule_at = resolve_opt(schedule_at, "schedule_at");
     let expected_at = resolve_opt(expected_at, "expected_at");
+    if let Some(keys) = key {
+        // Unique jobs, one put each, in array order: a key repeated within the array gets the
+        // first element's id.
+        let payloads = elements(data);
+        if keys.len() != payloads.len() {
+            raise(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "key has {} elements but data has {}: one key per job",
+                    keys.len(),
+                    payloads.len()
+                ),
+                "pass one key per payload, NULL for a job without one, e.g. key => ARRAY['a', NULL]",
+            )
+        }
+        let ids: Vec<i64> = payloads
+            .into_iter()
+            .zip(&keys)
+            .map(|(d, k)| {
+                let d = jsonb_arg(d, JSONBOID);
+                insert(&table, queue, d, schedule_at, expected_at, k.as_deref())
+            })
+            .collect();
+        return SetOfIterator::new(ids);
+    }
+    let data = jsonb_arg(data, JSONBARRAYOID);
     let ids: Vec<i64> = pinned(|p| {
         Spi::connect(|client| {
             table.with_plan(p, client, Stmt::PutMany, |plan| {
@@ -160,4 +206,30 @@ fn pq_put_many(
         crate::queue::wake::announce(&table, queue);
     }
     SetOfIterator::new(ids)
+}
+
+/// The elements of a jsonb[] argument without NULLs, as datums valid for the call.
+fn elements(array: pg_sys::Datum) -> Vec<pg_sys::Datum> {
+    // SAFETY: a jsonb[] argument, detoasted into the call's context; its elements are varlenas
+    // (typlen -1, not by value, int alignment), and the array has no NULLs (checked above).
+    unsafe {
+        let array = pg_sys::pg_detoast_datum(array.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut n = 0;
+        pg_sys::deconstruct_array(
+            array,
+            pg_sys::JSONBOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+            &mut elems,
+            &mut nulls,
+            &mut n,
+        );
+        if n == 0 {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(elems, n as usize).to_vec()
+    }
 }

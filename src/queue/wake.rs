@@ -162,6 +162,7 @@ pub unsafe extern "C-unwind" fn on_xact_event(
             for (table, queue, key) in READY.with(|r| std::mem::take(&mut *r.borrow_mut())) {
                 crate::queue::heads::lower(table, &queue, key);
             }
+            slots_freed();
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !tags.is_empty() {
                 // SAFETY: any backend is attached to shared memory.
@@ -171,14 +172,31 @@ pub unsafe extern "C-unwind" fn on_xact_event(
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             on_claims_rolled_back();
             forget_pending();
+            slots_freed();
+            let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            if !tags.is_empty() {
+                // SAFETY: any backend is attached to shared memory.
+                unsafe { wake(&tags) };
+            }
         }
         // A prepared transaction's COMMIT PREPARED may come from any session, later: its
         // waiters find its jobs by polling, and its end resets the heads (see `utility`).
         // Its tags must not leak into our next transaction.
-        pg_sys::XactEvent::XACT_EVENT_PREPARE => forget_pending(),
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            forget_pending();
+            crate::operations::limits::on_xact_end();
+        }
         _ => return,
     }
     crate::queue::claim::forget_claims();
+}
+
+/// The transaction's concurrency slots (see `limits`) are released: their queues' waiters are
+/// woken with the rest of its tags.
+fn slots_freed() {
+    for (table, queue) in crate::operations::limits::on_xact_end() {
+        add_pending(tag_of(table, &queue));
+    }
 }
 
 fn forget_pending() {
@@ -194,12 +212,13 @@ fn forget_pending() {
 #[pg_guard]
 pub unsafe extern "C-unwind" fn on_subxact_event(
     event: pg_sys::SubXactEvent::Type,
-    _my: pg_sys::SubTransactionId,
+    my: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         on_claims_rolled_back();
+        crate::operations::limits::on_subxact_abort(my);
     }
 }
 

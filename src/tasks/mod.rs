@@ -8,8 +8,10 @@
 //! | `registry` | `pq_register_task`: the only functions tasks may call           |
 //! | `sandbox`  | a task's identity, settings, time limit, leftover locks         |
 //! | `work`     | `pq_work`, `pq_requeue`: performing tasks, retries, failures    |
+//! | `backoff`  | how long a failed task waits: `retry_in`, or exponential        |
 //! | `worker`   | background workers performing tasks for configured queues      |
 
+pub mod backoff;
 pub mod enqueuer;
 pub mod registry;
 pub mod sandbox;

@@ -16,10 +16,9 @@ use pgrx::PgSqlErrorCode::*;
 
 /// The registry table (qualified name) and its owner. Runs under the pinned search_path.
 fn registry() -> (String, pg_sys::Oid) {
-    let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(include_str!("../queries/registry.sql"));
-    match row {
-        Ok((Some(oid), Some(owner))) => (crate::plumbing::table::qualified_name(oid), owner),
-        _ => raise(
+    match crate::plumbing::table::extension_relation("pq_registered_tasks") {
+        Some((oid, owner)) => (crate::plumbing::table::qualified_name(oid), owner),
+        None => raise(
             ERRCODE_UNDEFINED_OBJECT,
             "the pq task registry does not exist in this database".into(),
             "run CREATE EXTENSION pq, or ALTER EXTENSION pq UPDATE to 0.3.0 or later",

@@ -36,6 +36,13 @@ pub struct Task {
     /// This task's time limit (`"30s"`); without it, `pq.task_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// `"exponential"`: retries back off (see `backoff`); without it, every retry waits
+    /// `retry_in`, as in Python pq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// The longest wait between retries with `backoff` (default one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_max: Option<String>,
 }
 
 fn default_retry_in() -> String {
@@ -245,6 +252,8 @@ pub fn signature(oid: pg_sys::Oid) -> String {
 /// SELECT pq_register_task('eat(text)');
 /// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', max_retries => 2, retry_in => '10s');
 /// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', timeout => '30s');
+/// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', max_retries => 5, backoff => 'exponential');
+/// SELECT pq_put_task('default', 'eat(text)', '["Cox"]', key => 'cox-of-the-day');
 /// SELECT pq_put_task('py', 'tasks.eat', '["Cox"]', external => true);
 /// ```
 #[pg_extern(sql = false)]
@@ -262,15 +271,20 @@ fn pq_put_task(
     external: Option<bool>,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
-    // `timeout text` (0.3.0) is read by hand: the declarations of 0.1.0 and 0.2.0 call this
-    // symbol with ten arguments until ALTER EXTENSION pq UPDATE.
-    // SAFETY: the argument is read only when the caller passed it.
-    let timeout: Option<String> = unsafe {
-        ((*fcinfo).nargs > 10)
-            .then(|| pgrx::fcinfo::pg_getarg::<String>(fcinfo, 10))
-            .flatten()
+    // `timeout text` (0.3.0) and `key`, `backoff`, `retry_max` (0.5.0) are read by hand: older
+    // declarations call this symbol with fewer arguments until ALTER EXTENSION pq UPDATE.
+    // SAFETY: an argument is read only when the caller passed it.
+    let text_arg = |i: usize| -> Option<String> {
+        unsafe {
+            ((*fcinfo).nargs as usize > i)
+                .then(|| pgrx::fcinfo::pg_getarg::<String>(fcinfo, i))
+                .flatten()
+        }
     };
+    let (timeout, key) = (text_arg(10), text_arg(11));
+    let (backoff, retry_max) = (text_arg(12), text_arg(13));
     let timeout = timeout.as_deref();
+    crate::tasks::backoff::check(backoff.as_deref(), retry_max.as_deref());
     let queue = require_queue(queue);
     let function = require(function, "function", "'eat(text)'");
     let args = match require(args, "args", "'[\"Cox\"]'").0 {
@@ -319,10 +333,19 @@ fn pq_put_task(
         max_retries: max_retries as i64,
         retry_in: retry_in.to_string(),
         timeout: timeout.map(str::to_string),
+        backoff: backoff.clone(),
+        retry_max: retry_max.clone(),
     };
     let insert = |task: &Task| {
         let data = JsonB(serde_json::to_value(task).expect("a task serializes"));
-        crate::queue::put::insert(&table, queue, data.into(), schedule_at, expected_at)
+        crate::queue::put::insert(
+            &table,
+            queue,
+            data.into(),
+            schedule_at,
+            expected_at,
+            key.as_deref(),
+        )
     };
     if external.unwrap_or(false) {
         if function.contains('(') {

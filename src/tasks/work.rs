@@ -330,9 +330,9 @@ fn record(
     };
     let mut due = None;
     if let Some(t) = task.filter(|t| !error.fatal && t.retried < t.max_retries) {
-        match duration(&t.retry_in) {
+        match crate::tasks::backoff::delay(t) {
             Ok(d) => due = Some(later(d)),
-            Err(e) => error.message = format!("{}; not retried: retry_in {e}", error.message),
+            Err(e) => error.message = format!("{}; not retried: {e}", error.message),
         }
     }
     // Messages can echo job data (a bad value, a huge argument): keep them bounded.

@@ -199,9 +199,7 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
 
 /// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.
 fn extension_table() -> Option<crate::plumbing::table::QueueTable> {
-    let oid = crate::plumbing::pinning::pinned(|_| {
-        Spi::get_one::<pg_sys::Oid>(include_str!("../queries/extension_table.sql"))
-    })
-    .unwrap_or_else(|e| panic!("looking for the pq extension: {e}"))?;
+    let (oid, _) =
+        crate::plumbing::pinning::pinned(|_| crate::plumbing::table::extension_relation("queue"))?;
     Some(crate::plumbing::table::QueueTable::resolve(Some(oid)))
 }

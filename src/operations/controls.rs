@@ -1,0 +1,216 @@
+//! Queue controls: whether a queue is paused and how many of its jobs may be claimed at once,
+//! kept in the table `pq_queue_controls` so they survive restarts and `pg_dump`.
+//!
+//! Every claim asks [`of`], so the answer comes from a per-session cache, loaded with one
+//! query per queue table. The table's trigger, `pq_controls_changed()`, invalidates the queue
+//! table's relcache entry in every session when the writing transaction commits (however the
+//! row was written: `pq_pause`, `pq_set_limit`, a plain `UPDATE`, `pg_restore`), which drops
+//! that table's cached controls, and it wakes the queue's blocked getters at commit, so a resume
+//! or a raised limit is seen at once.
+
+use crate::plumbing::table::QueueTable;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// One queue's controls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// Nothing takes its jobs (`pq_pause`).
+    pub paused: bool,
+    /// At most this many of its jobs claimed at once (`pq_set_limit`).
+    pub limit: Option<u32>,
+}
+
+thread_local! {
+    /// Controls per queue table, by queue name (queues without controls are absent).
+    static CACHE: RefCell<HashMap<pg_sys::Oid, Rc<HashMap<String, Controls>>>> =
+        RefCell::new(HashMap::new());
+    /// Tables whose controls may have changed; `None`: every table.
+    static STALE: RefCell<Vec<Option<pg_sys::Oid>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Relcache invalidation callback, registered in `_PG_init`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let which = (relid != pg_sys::Oid::INVALID).then_some(relid);
+    STALE.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            s.push(which);
+        }
+    });
+}
+
+/// The controls of `queue` in `table`, as committed (a blocked get that waits in one long
+/// statement still sees a pause or resume of another session).
+///
+/// ```ignore
+/// if controls::of(&table, "apples").paused { return vec![]; }
+/// ```
+pub fn of(table: &QueueTable, queue: &str) -> Controls {
+    all(table).get(queue).copied().unwrap_or_default()
+}
+
+/// The controls of every queue of `table` that has some, as committed.
+pub fn all(table: &QueueTable) -> Rc<HashMap<String, Controls>> {
+    // SAFETY: processes pending invalidation messages, as any lock acquisition does.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    let stale = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if !stale.is_empty() {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if stale.contains(&None) {
+                c.clear();
+            } else {
+                c.retain(|oid, _| !stale.contains(&Some(*oid)));
+            }
+        });
+    }
+    let cached = CACHE.with(|c| c.borrow().get(&table.oid).cloned());
+    cached.unwrap_or_else(|| {
+        let loaded = Rc::new(load(table.oid));
+        CACHE.with(|c| c.borrow_mut().insert(table.oid, loaded.clone()));
+        loaded
+    })
+}
+
+/// Reads the controls of `table`'s queues. A database whose extension predates the controls
+/// table (not yet `ALTER EXTENSION pq UPDATE`d) has none.
+fn load(table: pg_sys::Oid) -> HashMap<String, Controls> {
+    crate::plumbing::pinning::pinned(|_| {
+        let Some(name) = controls_table() else {
+            return HashMap::new();
+        };
+        let sql = include_str!("../queries/controls_of.sql").replace("{controls}", &name);
+        Spi::connect(|c| {
+            c.select(&sql, None, &[table.into()])
+                .unwrap_or_else(|e| panic!("reading queue controls: {e}"))
+                .filter_map(|row| {
+                    let queue = row.get::<String>(1).ok().flatten()?;
+                    let controls = Controls {
+                        paused: row.get::<bool>(2).ok().flatten().unwrap_or(false),
+                        limit: row.get::<i32>(3).ok().flatten().map(|n| n.max(1) as u32),
+                    };
+                    Some((queue, controls))
+                })
+                .collect()
+        })
+    })
+}
+
+/// The qualified name of `pq_queue_controls`, if this database's extension has it. Runs
+/// under the pinned search_path.
+pub fn controls_table() -> Option<String> {
+    crate::plumbing::table::extension_relation("pq_queue_controls")
+        .map(|(oid, _)| crate::plumbing::table::qualified_name(oid))
+}
+
+/// The `pq_controls_changed()` trigger function, declared in sql/schema.sql.
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_pq_controls_changed_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// After a row of `pq_queue_controls` changes: every session forgets the controls of its
+/// queue table at commit, and the queue's blocked getters wake to look again.
+///
+/// ```sql
+/// UPDATE pq_queue_controls SET paused_at = NULL WHERE q_name = 'apples'; -- as pq_resume
+/// ```
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pq_controls_changed_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: called by PostgreSQL as a trigger; rows are read through their descriptor.
+    unsafe {
+        let context = (*fcinfo).context;
+        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+            pgrx::error!("pq_controls_changed() is a trigger function");
+        }
+        let td = &*(context as *mut pg_sys::TriggerData);
+        let event = td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+        if event == pg_sys::TRIGGER_EVENT_TRUNCATE {
+            pg_sys::CacheInvalidateRelcacheAll();
+            return pg_sys::Datum::from(0);
+        }
+        let desc = (*td.tg_relation).rd_att;
+        let mut rows = vec![td.tg_trigtuple];
+        if event == pg_sys::TRIGGER_EVENT_UPDATE {
+            rows.push(td.tg_newtuple);
+        }
+        for row in rows {
+            let (mut null_t, mut null_q) = (false, false);
+            let tbl = pg_sys::heap_getattr(row, 1, desc, &mut null_t);
+            let queue = pg_sys::heap_getattr(row, 2, desc, &mut null_q);
+            if null_t || null_q {
+                continue;
+            }
+            let tbl = pg_sys::Oid::from(tbl.value() as u32);
+            if pg_sys::get_rel_name(tbl).is_null() {
+                continue; // the controls of a dropped table
+            }
+            pg_sys::CacheInvalidateRelcacheByRelid(tbl);
+            if let Some(queue) = String::from_datum(queue, false) {
+                crate::queue::wake::on_pending(tbl, &queue, None);
+            }
+        }
+        pg_sys::Datum::from(0)
+    }
+}
+
+/// Runs `sql` (`{controls}` for the controls table) with (table, queue, `extra`) after checking
+/// that the current role may UPDATE `table`, the privilege the controls of its queues need;
+/// returns the first column of the first row, if any. `verb` names the action in errors.
+pub fn write<T: FromDatum + IntoDatum>(
+    sql: &str,
+    table: &QueueTable,
+    queue: &str,
+    extra: Option<pgrx::datum::DatumWithOid<'_>>,
+    verb: &str,
+) -> Option<T> {
+    let allowed = unsafe {
+        pg_sys::pg_class_aclcheck(
+            table.oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_UPDATE as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
+    };
+    let name = crate::plumbing::table::qualified_name(table.oid);
+    if !allowed {
+        crate::plumbing::error::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {verb} queue {queue:?} of table {name}"),
+            &format!(
+                "the controls of a queue need UPDATE on its table: GRANT UPDATE ON {name} TO ..."
+            ),
+        )
+    }
+    crate::plumbing::pinning::pinned(|_| {
+        let Some(controls) = controls_table() else {
+            crate::plumbing::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                "this database's pq has no queue controls yet".into(),
+                "run ALTER EXTENSION pq UPDATE",
+            )
+        };
+        let sql = sql.replace("{controls}", &controls);
+        let mut args = vec![table.oid.into(), queue.into()];
+        args.extend(extra);
+        Spi::connect_mut(|c| {
+            let rows = c
+                .update(&sql, None, &args)
+                .unwrap_or_else(|e| panic!("queue controls: {e}"));
+            if rows.is_empty() {
+                None
+            } else {
+                rows.first()
+                    .get_one::<T>()
+                    .unwrap_or_else(|e| panic!("queue controls: {e}"))
+            }
+        })
+    })
+}
