@@ -56,13 +56,16 @@ pub fn delay(task: &Task) -> Result<Duration, String> {
                 Some(m) => duration(m).map_err(|e| format!("retry_max {e}"))?,
                 None => DEFAULT_MAX,
             };
-            let factor = 2f64.powi(task.retried.clamp(0, 62) as i32);
-            let wait = base.as_secs_f64() * factor;
-            let wait = wait.min(max.as_secs_f64());
-            Ok(Duration::from_secs_f64(wait * (0.5 + 0.5 * random())))
+            Ok(exponential(base, task.retried, max, random()))
         }
         Some(other) => Err(format!("backoff {other:?} is not 'exponential'")),
     }
+}
+
+/// `base × 2^retried`, at most `max`, times `0.5 + jitter / 2` (`jitter` in [0, 1)).
+fn exponential(base: Duration, retried: i64, max: Duration, jitter: f64) -> Duration {
+    let full = base.as_secs_f64() * 2f64.powi(retried.clamp(0, 62) as i32);
+    Duration::from_secs_f64(full.min(max.as_secs_f64()) * (0.5 + 0.5 * jitter))
 }
 
 /// A uniform number in [0, 1) from PostgreSQL's own random source.
@@ -80,54 +83,25 @@ fn random() -> f64 {
 mod tests {
     use super::*;
 
-    fn task(retried: i64, backoff: Option<&str>, retry_max: Option<&str>) -> Task {
-        Task {
-            function: "f()".into(),
-            args: vec![],
-            kwargs: Default::default(),
-            retried,
-            max_retries: 10,
-            retry_in: "10s".into(),
-            timeout: None,
-            backoff: backoff.map(Into::into),
-            retry_max: retry_max.map(Into::into),
-        }
-    }
-
     #[test]
-    fn fixed_retries_wait_retry_in() {
-        assert_eq!(delay(&task(3, None, None)), Ok(Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn exponential_retries_double_with_jitter_up_to_retry_max() {
+    fn exponential_retries_double_with_jitter_up_to_the_cap() {
+        let (base, max) = (Duration::from_secs(10), Duration::from_secs(60));
         for (retried, low, high) in [
             (0, 5.0, 10.0),
             (1, 10.0, 20.0),
             (3, 40.0, 80.0),
             (20, 30.0, 60.0),
         ] {
-            for _ in 0..50 {
-                let d = delay(&task(retried, Some(EXPONENTIAL), Some("1m")))
-                    .unwrap()
-                    .as_secs_f64();
+            for jitter in [0.0, 0.25, 0.5, 0.999] {
+                let d = exponential(base, retried, max, jitter).as_secs_f64();
                 assert!(
                     (low..=high).contains(&d),
                     "retry {retried}: {d}s not in {low}..{high}"
                 );
             }
         }
-        let d = delay(&task(40, Some(EXPONENTIAL), None)).unwrap();
+        let d = exponential(base, 1_000, DEFAULT_MAX, 0.7);
         assert!(d <= DEFAULT_MAX && d >= DEFAULT_MAX / 2, "{d:?}");
-    }
-
-    #[test]
-    fn bad_shapes_are_reported_not_retried() {
-        assert!(delay(&task(0, Some("linear"), None))
-            .unwrap_err()
-            .contains("linear"));
-        assert!(delay(&task(0, Some(EXPONENTIAL), Some("soon")))
-            .unwrap_err()
-            .contains("retry_max"));
+        assert_eq!(exponential(base, -3, max, 1.0 - f64::EPSILON).as_secs(), 9);
     }
 }

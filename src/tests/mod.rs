@@ -1,8 +1,9 @@
 //! Tests. Here and in `tasks`: `#[pg_test]`s, each inside one rolled-back transaction.
-//! `sessions` and `security`: several real connections to the same test cluster, for what one
-//! transaction cannot show. (The client crate has its own tests, in `client/tests/`.)
+//! `sessions`, `security`, `heads` and `operations`: several real connections to the same test
+//! cluster, for what one transaction cannot show. (The client crate has its own tests, in `client/tests/`.)
 
 mod heads;
+mod operations;
 mod security;
 mod sessions;
 mod tasks;

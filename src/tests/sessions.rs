@@ -355,6 +355,27 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT * FROM pq_stats('nope')", "42P01", "nope"),
         ("SELECT pq_channel(NULL)", "22004", "must not be NULL"),
         ("SELECT * FROM pq_get('s_bad', batch_size => NULL)", "22023", "NULL"),
+        ("SELECT * FROM pq_get('s_bad', batch_size => -1)", "22023", "got -1"),
+        // Operating queues (issue 16).
+        ("SELECT pq_put('s_bad', '{}', key => '')", "22023", "key must not be empty"),
+        ("SELECT * FROM pq_put_many('s_bad', ARRAY['{}', '{}']::jsonb[], key => ARRAY['a'])", "22023", "one key per job"),
+        ("SELECT pq_pause('')", "22023", "must not be empty"),
+        ("SELECT pq_pause('s_bad', tbl => 's_private_jobs')", "42501", "UPDATE"),
+        ("SELECT pq_resume(NULL)", "22004", "must not be NULL"),
+        ("SELECT pq_set_limit('s_bad', 0)", "22023", "got 0"),
+        ("SELECT pq_set_limit('s_bad', 1001)", "22023", "got 1001"),
+        ("SELECT pq_set_limit('s_bad', 2, tbl => 's_private_jobs')", "42501", "permission denied"),
+        ("SELECT pq_cancel(NULL)", "22004", "id must not be NULL"),
+        ("SELECT pq_cancel(1, wait => '-1s')", "22023", "negative"),
+        ("SELECT pq_status(1, tbl => 'nope')", "42P01", "nope"),
+        ("SELECT pq_schedule('s_bad', '* * * *', 's_bad')", "22023", "\"* * * *\""),
+        ("SELECT pq_schedule('s_bad', '61 * * * *', 's_bad')", "22023", "61 * * * *"),
+        ("SELECT pq_schedule('s_bad', '0 0 * * * *', 's_bad')", "22023", "5 fields"),
+        ("SELECT pq_schedule('', '* * * * *', 's_bad')", "22023", "must not be empty"),
+        ("SELECT pq_schedule('s_bad', '* * * * *', 's_bad', tbl => 's_private_jobs')", "42501", "INSERT"),
+        ("SELECT pq_schedule('s_bad', NULL, 's_bad')", "22004", "cron must not be NULL"),
+        ("SELECT pq_put_task('s_bad', 'x.eat', '[]', external => true, backoff => 'linear')", "22023", "\"linear\""),
+        ("SELECT pq_put_task('s_bad', 'x.eat', '[]', external => true, backoff => 'exponential', retry_max => 'soon')", "22007", "retry_max"),
     ];
     c.batch_execute(
         "DROP TABLE IF EXISTS s_private_jobs; SELECT pq_create_table('s_private_jobs');
@@ -366,7 +387,9 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
     // Other tests run in parallel on the same table: count what these inputs could have written.
     let written =
         "SELECT (SELECT count(*) FROM queue WHERE q_name LIKE 's\\_bad%' OR q_name = '') \
-                   + (SELECT count(*) FROM s_private_jobs)";
+                   + (SELECT count(*) FROM s_private_jobs) \
+                   + (SELECT count(*) FROM pq_periodic WHERE name LIKE 's\\_bad%' OR name = '') \
+                   + (SELECT count(*) FROM pq_queue_controls WHERE q_name LIKE 's\\_bad%')";
     assert!(cases.len() >= 40, "{} hostile inputs", cases.len());
     let before: i64 = c.query_one(written, &[]).unwrap().get(0);
     for (sql, code, fragment) in cases {

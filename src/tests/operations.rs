@@ -1,0 +1,632 @@
+//! Operating queues, with several real connections: pause and resume, concurrency limits,
+//! unique jobs, cancel, periodic jobs and retry backoff. Each test uses its own queue names.
+#![cfg(test)]
+
+use super::sessions::connect;
+use postgres::Client;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn put(c: &mut Client, queue: &str) -> i64 {
+    c.query_one("SELECT pq_put($1, '{}')", &[&queue])
+        .unwrap()
+        .get(0)
+}
+
+fn status(c: &mut Client, id: i64) -> Option<String> {
+    c.query_one("SELECT pq_status($1)", &[&id]).unwrap().get(0)
+}
+
+/// Claims one job in the open transaction `tx`; its id, if any.
+fn get_one(tx: &mut postgres::Transaction<'_>, queue: &str) -> Option<i64> {
+    tx.query("SELECT id FROM pq_get($1)", &[&queue])
+        .unwrap()
+        .first()
+        .map(|r| r.get(0))
+}
+
+#[test]
+fn a_paused_queue_takes_puts_gives_nothing_and_wakes_its_waiters_on_resume() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_paused'); SELECT pq_resume('o_paused')")
+        .unwrap();
+    let id = put(&mut c, "o_paused");
+    assert!(c
+        .query_one("SELECT pq_pause('o_paused')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(!c
+        .query_one("SELECT pq_pause('o_paused')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    // Puts still work; nothing is taken, by this session or a new one, nor by pq_work.
+    let second = put(&mut c, "o_paused");
+    let mut other = connect();
+    for conn in [&mut c, &mut other] {
+        assert!(conn
+            .query("SELECT id FROM pq_get('o_paused')", &[])
+            .unwrap()
+            .is_empty());
+        assert!(conn
+            .query("SELECT * FROM pq_work('o_paused')", &[])
+            .unwrap()
+            .is_empty());
+    }
+    let row = c
+        .query_one(
+            "SELECT ready, paused FROM pq_stats WHERE queue = 'o_paused'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, bool>(1)), (2, true));
+    // A blocked get waits through the pause and wakes on resume, well before its poll would.
+    let waiter = thread::spawn(move || {
+        let started = Instant::now();
+        let mut tx = other.transaction().unwrap();
+        let got: Vec<i64> = tx
+            .query("SELECT id FROM pq_get('o_paused', '20s')", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().unwrap();
+        (got, started.elapsed())
+    });
+    thread::sleep(Duration::from_millis(1500));
+    assert!(c
+        .query_one("SELECT pq_resume('o_paused')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    let resumed = Instant::now();
+    let (got, waited) = waiter.join().unwrap();
+    assert_eq!(got, vec![id], "the oldest job, after the resume");
+    assert!(waited >= Duration::from_millis(1400), "taken while paused");
+    assert!(
+        resumed.elapsed() < Duration::from_millis(700),
+        "woke {:?} after the resume",
+        resumed.elapsed()
+    );
+    assert_eq!(status(&mut c, second).as_deref(), Some("ready"));
+}
+
+#[test]
+fn a_concurrency_limit_holds_across_sessions_and_frees_at_commit() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_clear('o_limit'); SELECT pq_set_limit('o_limit', 2);
+         SELECT pq_put_many('o_limit', (SELECT array_agg('{}'::jsonb) FROM generate_series(1, 10)))",
+    )
+    .unwrap();
+    // Five sessions each claim in an open transaction: exactly two get a job.
+    let mut conns: Vec<Client> = (0..5).map(|_| connect()).collect();
+    let mut txs: Vec<_> = conns.iter_mut().map(|c| c.transaction().unwrap()).collect();
+    let got: Vec<Option<i64>> = txs.iter_mut().map(|t| get_one(t, "o_limit")).collect();
+    assert_eq!(got.iter().flatten().count(), 2, "{got:?}");
+    // A batch claim is held to the limit too.
+    let mut c2 = connect();
+    let mut tx = c2.transaction().unwrap();
+    assert!(tx
+        .query("SELECT id FROM pq_get('o_limit', batch_size => 5)", &[])
+        .unwrap()
+        .is_empty());
+    tx.rollback().unwrap();
+    let row = c
+        .query_one(
+            "SELECT in_flight, concurrency_limit FROM pq_stats WHERE queue = 'o_limit'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, Option<i32>>(1)),
+        (2, Some(2))
+    );
+    // A blocked get on the full queue wakes when a holder commits.
+    let mut waiter_conn = connect();
+    let waiter = thread::spawn(move || {
+        let mut tx = waiter_conn.transaction().unwrap();
+        let got = tx
+            .query("SELECT id FROM pq_get('o_limit', '20s')", &[])
+            .unwrap()
+            .len();
+        let at = Instant::now();
+        tx.commit().unwrap();
+        (got, at)
+    });
+    thread::sleep(Duration::from_millis(1500));
+    let holder = got.iter().position(|g| g.is_some()).unwrap();
+    let committed = Instant::now();
+    txs.remove(holder).commit().unwrap();
+    let (n, at) = waiter.join().unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        at.duration_since(committed) < Duration::from_millis(700),
+        "woke {:?} after the slot freed",
+        at.duration_since(committed)
+    );
+    for t in txs {
+        t.rollback().unwrap();
+    }
+    // Removing the limit lets everyone claim.
+    c.batch_execute("SELECT pq_set_limit('o_limit', NULL)")
+        .unwrap();
+    let mut txs: Vec<_> = conns.iter_mut().map(|c| c.transaction().unwrap()).collect();
+    let got: Vec<Option<i64>> = txs.iter_mut().map(|t| get_one(t, "o_limit")).collect();
+    assert_eq!(got.iter().flatten().count(), 5, "{got:?}");
+}
+
+#[test]
+fn four_workers_under_a_limit_of_two_drain_a_queue_exactly_once() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_clear('o_drain_limit'); SELECT pq_set_limit('o_drain_limit', 2);
+         SELECT pq_put_many('o_drain_limit', (SELECT array_agg(jsonb_build_object('n', i)) FROM generate_series(1, 120) i))",
+    )
+    .unwrap();
+    let expected: HashSet<i64> = c
+        .query("SELECT id FROM queue WHERE q_name = 'o_drain_limit'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(4));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (holding, most, start) = (holding.clone(), most.clone(), start.clone());
+            thread::spawn(move || {
+                let mut c = connect();
+                start.wait();
+                let mut got = Vec::new();
+                let mut idle = 0;
+                while idle < 3 {
+                    let mut tx = c.transaction().unwrap();
+                    // Odd workers use a savepoint that they roll back now and then: the slot
+                    // bookkeeping must survive subtransaction aborts.
+                    if w % 2 == 1 && got.len() % 5 == 0 {
+                        tx.batch_execute(
+                            "SAVEPOINT s; SELECT * FROM pq_get('o_drain_limit'); ROLLBACK TO s",
+                        )
+                        .unwrap();
+                    }
+                    let rows = tx
+                        .query("SELECT id FROM pq_get('o_drain_limit', '200ms')", &[])
+                        .unwrap();
+                    match rows.first() {
+                        Some(r) => {
+                            idle = 0;
+                            let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            thread::sleep(Duration::from_millis(3));
+                            holding.fetch_sub(1, Ordering::SeqCst);
+                            got.push(r.get::<_, i64>(0));
+                        }
+                        None => idle += 1,
+                    }
+                    tx.commit().unwrap();
+                }
+                got
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for w in workers {
+        seen.extend(w.join().unwrap());
+    }
+    let unique: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "a job was taken twice");
+    assert_eq!(unique, expected, "a job was lost");
+    assert!(
+        most.load(Ordering::SeqCst) <= 2,
+        "{} jobs in flight",
+        most.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "the limit was never reached"
+    );
+    c.batch_execute("SELECT pq_set_limit('o_drain_limit', NULL)")
+        .unwrap();
+}
+
+#[test]
+fn concurrent_puts_of_one_key_make_one_job_until_it_is_consumed() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_unique')").unwrap();
+    let start = Arc::new(Barrier::new(8));
+    let putters: Vec<_> = (0..8)
+        .map(|i| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect();
+                let mut tx = c.transaction().unwrap();
+                start.wait();
+                let id: i64 = tx
+                    .query_one(
+                        "SELECT pq_put('o_unique', jsonb_build_object('putter', $1::int), key => 'order-42')",
+                        &[&i],
+                    )
+                    .unwrap()
+                    .get(0);
+                // Hold the transaction open a little: the others must wait, then see it.
+                thread::sleep(Duration::from_millis(20));
+                tx.commit().unwrap();
+                id
+            })
+        })
+        .collect();
+    let ids: HashSet<i64> = putters.into_iter().map(|p| p.join().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "one id for every put: {ids:?}");
+    let id = *ids.iter().next().unwrap();
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM queue WHERE q_name = 'o_unique'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "one row");
+    // While the job is claimed by an open transaction, a put with its key returns it at once.
+    let mut claimer = connect();
+    let mut tx = claimer.transaction().unwrap();
+    assert_eq!(get_one(&mut tx, "o_unique"), Some(id));
+    let started = Instant::now();
+    let again: i64 = c
+        .query_one("SELECT pq_put('o_unique', '{}', key => 'order-42')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(again, id);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the put waited for the claim"
+    );
+    // Consumed: the key is free again.
+    tx.commit().unwrap();
+    let fresh: i64 = c
+        .query_one("SELECT pq_put('o_unique', '{}', key => 'order-42')", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(fresh, id);
+    // Another key, or another queue, is another job.
+    let other: i64 = c
+        .query_one("SELECT pq_put('o_unique', '{}', key => 'order-43')", &[])
+        .unwrap()
+        .get(0);
+    let elsewhere: i64 = c
+        .query_one("SELECT pq_put('o_unique_2', '{}', key => 'order-42')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        HashSet::from([fresh, other, elsewhere]).len(),
+        3,
+        "different keys or queues"
+    );
+    // pq_put_task and pq_put_many take keys too.
+    let t1: i64 = c
+        .query_one(
+            "SELECT pq_put_task('o_unique', 'x.eat', '[]', external => true, key => 't')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let many: Vec<i64> = c
+        .query(
+            "SELECT * FROM pq_put_many('o_unique', ARRAY['{}', '{}', '{}']::jsonb[], key => ARRAY['t', NULL, 'order-43'])",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(many[0], t1);
+    assert_eq!(many[2], other);
+    assert!(![t1, other, fresh].contains(&many[1]));
+}
+
+#[test]
+fn a_repeatable_read_put_sees_a_key_committed_after_its_snapshot() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_unique_rr')").unwrap();
+    let mut rr = connect();
+    let mut tx = rr
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    tx.query_one("SELECT count(*) FROM queue", &[]).unwrap(); // the snapshot
+    let id: i64 = c
+        .query_one("SELECT pq_put('o_unique_rr', '{}', key => 'k')", &[])
+        .unwrap()
+        .get(0);
+    let seen: i64 = tx
+        .query_one("SELECT pq_put('o_unique_rr', '{}', key => 'k')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, id);
+    tx.commit().unwrap();
+}
+
+#[test]
+fn cancel_stops_a_pending_job_and_a_running_claim_for_good() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_cancel')").unwrap();
+    // Pending and scheduled jobs: never run.
+    let ready = put(&mut c, "o_cancel");
+    let later: i64 = c
+        .query_one("SELECT pq_put('o_cancel', '[1, 2]', '1h')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(status(&mut c, later).as_deref(), Some("scheduled"));
+    for id in [ready, later] {
+        assert!(c
+            .query_one("SELECT pq_cancel($1)", &[&id])
+            .unwrap()
+            .get::<_, bool>(0));
+        assert_eq!(status(&mut c, id).as_deref(), Some("cancelled"));
+        assert!(!c
+            .query_one("SELECT pq_cancel($1)", &[&id])
+            .unwrap()
+            .get::<_, bool>(0));
+    }
+    // A payload that is not an object is kept under "data".
+    let data: String = c
+        .query_one("SELECT data->>'data' FROM queue WHERE id = $1", &[&later])
+        .unwrap()
+        .get(0);
+    assert_eq!(data, "[1, 2]");
+    assert!(c
+        .query("SELECT id FROM pq_get('o_cancel')", &[])
+        .unwrap()
+        .is_empty());
+    // A job claimed by a transaction that is running: the claimer is cancelled, the job does
+    // not come back.
+    let running = put(&mut c, "o_cancel");
+    let mut worker = connect();
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let claimer = thread::spawn(move || {
+        let mut tx = worker.transaction().unwrap();
+        let id = get_one(&mut tx, "o_cancel");
+        claimed_tx.send(id).unwrap();
+        // The job's work: long enough to be cancelled in the middle.
+        let e = tx.batch_execute("SELECT pg_sleep(30)").unwrap_err();
+        let code = e.as_db_error().map(|d| d.code().code().to_string());
+        tx.rollback().unwrap();
+        code
+    });
+    assert_eq!(claimed_rx.recv().unwrap(), Some(running));
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(status(&mut c, running).as_deref(), Some("in_flight"));
+    let started = Instant::now();
+    assert!(c
+        .query_one("SELECT pq_cancel($1)", &[&running])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(claimer.join().unwrap().as_deref(), Some("57014"));
+    assert_eq!(status(&mut c, running).as_deref(), Some("cancelled"));
+    assert!(c
+        .query("SELECT id FROM pq_get('o_cancel')", &[])
+        .unwrap()
+        .is_empty());
+    let row = c
+        .query_one(
+            "SELECT cancelled, done, ready FROM pq_stats WHERE queue = 'o_cancel'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (3, 0, 0)
+    );
+    // A done job is not cancelled.
+    let done = put(&mut c, "o_cancel");
+    c.batch_execute("SELECT * FROM pq_get('o_cancel')").unwrap();
+    assert!(!c
+        .query_one("SELECT pq_cancel($1)", &[&done])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert_eq!(status(&mut c, done).as_deref(), Some("done"));
+}
+
+#[test]
+fn cancel_gives_up_on_an_idle_claimer_and_respects_pg_cancel_backend_rules() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_clear('o_cancel_idle');
+         DO $$ BEGIN CREATE ROLE o_canceller; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT SELECT, UPDATE ON queue TO o_canceller;",
+    )
+    .unwrap();
+    let id = put(&mut c, "o_cancel_idle");
+    let mut idle = connect();
+    let mut tx = idle.transaction().unwrap();
+    assert_eq!(get_one(&mut tx, "o_cancel_idle"), Some(id));
+    // Not allowed to cancel a superuser's backend: pg_cancel_backend's own error.
+    let e = c
+        .batch_execute(&format!("SET ROLE o_canceller; SELECT pq_cancel({id})"))
+        .unwrap_err();
+    c.batch_execute("RESET ROLE").unwrap();
+    let e = e.as_db_error().unwrap();
+    assert_eq!(e.code().code(), "42501", "{}", e.message());
+    // Allowed, but the claimer is idle in its transaction: pq_cancel gives up, naming it.
+    let e = c
+        .query_one("SELECT pq_cancel($1, wait => '300ms')", &[&id])
+        .unwrap_err();
+    let e = e.as_db_error().unwrap();
+    assert_eq!(e.code().code(), "55P03", "{}", e.message());
+    assert!(
+        e.message().contains("still claimed by backend"),
+        "{}",
+        e.message()
+    );
+    assert!(e.hint().unwrap_or("").contains("pg_terminate_backend"));
+    tx.commit().unwrap();
+    assert_eq!(status(&mut c, id).as_deref(), Some("done"));
+}
+
+#[test]
+fn each_tick_of_a_periodic_job_puts_one_job_however_many_run_it() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_clear('o_periodic'); SELECT pq_unschedule('o_tick');
+         DO $$ BEGIN CREATE ROLE o_scheduler; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT INSERT, SELECT ON queue TO o_scheduler; GRANT USAGE ON SEQUENCE queue_id_seq TO o_scheduler;",
+    )
+    .unwrap();
+    // Scheduled by an unprivileged role: its jobs are put as that role, whoever runs them.
+    c.batch_execute(
+        "SET ROLE o_scheduler;
+         SELECT pq_schedule('o_tick', '*/5 * * * *', 'o_periodic', '{\"tick\": true}');
+         RESET ROLE",
+    )
+    .unwrap();
+    let next: bool = c
+        .query_one(
+            "SELECT next_run > now() AND next_run <= now() + interval '5 minutes' \
+             AND extract(minute FROM next_run)::int % 5 = 0 FROM pq_schedules WHERE name = 'o_tick'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(next, "the next tick is the next multiple of 5 minutes");
+    // Ticks missed for a day: one job for all of them, then on from the next tick.
+    c.batch_execute(
+        "UPDATE pq_periodic SET next_run = now() - interval '1 day' WHERE name = 'o_tick'",
+    )
+    .unwrap();
+    let start = Arc::new(Barrier::new(6));
+    let runners: Vec<_> = (0..6)
+        .map(|_| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect();
+                start.wait();
+                c.query_one("SELECT pq_run_schedules()", &[])
+                    .unwrap()
+                    .get::<_, i32>(0)
+            })
+        })
+        .collect();
+    let put: i32 = runners.into_iter().map(|r| r.join().unwrap()).sum();
+    // The maintenance worker may have run it too; either way one job in all.
+    let rows = c
+        .query(
+            "SELECT enqueued_by::text, data->>'tick' FROM queue WHERE q_name = 'o_periodic'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1, "runners put {put}");
+    assert_eq!(rows[0].get::<_, String>(0), "o_scheduler");
+    let row = c
+        .query_one(
+            "SELECT next_run > now(), last_job IS NOT NULL FROM pq_schedules WHERE name = 'o_tick'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (true, true));
+    // Not due: nothing more.
+    assert_eq!(
+        c.query_one("SELECT pq_run_schedules()", &[])
+            .unwrap()
+            .get::<_, i32>(0),
+        0
+    );
+    // Another role neither sees nor removes it.
+    c.batch_execute(
+        "DO $$ BEGIN CREATE ROLE o_stranger; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )
+    .unwrap();
+    c.batch_execute("SET ROLE o_stranger").unwrap();
+    let seen: i64 = c
+        .query_one("SELECT count(*) FROM pq_schedules", &[])
+        .unwrap()
+        .get(0);
+    let removed: bool = c
+        .query_one("SELECT pq_unschedule('o_tick')", &[])
+        .unwrap()
+        .get(0);
+    c.batch_execute("RESET ROLE").unwrap();
+    assert_eq!((seen, removed), (0, false));
+    assert!(c
+        .query_one("SELECT pq_unschedule('o_tick')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+}
+
+#[test]
+fn the_maintenance_worker_runs_due_periodic_jobs() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_clear('o_worker_tick'); SELECT pq_unschedule('o_worker_tick');
+         SELECT pq_schedule('o_worker_tick', '* * * * *', 'o_worker_tick');
+         UPDATE pq_periodic SET next_run = now() - interval '1 minute' WHERE name = 'o_worker_tick'",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = c
+            .query_one("SELECT pq_len('o_worker_tick')", &[])
+            .unwrap()
+            .get(0);
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker put nothing in 10 s");
+        thread::sleep(Duration::from_millis(100));
+    }
+    c.batch_execute("SELECT pq_unschedule('o_worker_tick')")
+        .unwrap();
+}
+
+#[test]
+fn exponential_backoff_spreads_retries_and_keeps_the_task_shape() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_backoff')").unwrap();
+    c.batch_execute(
+        "SELECT pq_put_task('o_backoff', 'o.rot', '[]', external => true, max_retries => 5,
+                            retry_in => '10s', backoff => 'exponential', retry_max => '30s')",
+    )
+    .unwrap();
+    // Each failure of a client handler (recorded by pq_task_failed) waits longer.
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("UPDATE queue SET schedule_at = NULL WHERE q_name = 'o_backoff'")
+            .unwrap();
+        let id: i64 = tx
+            .query_one("SELECT id FROM pq_get('o_backoff')", &[])
+            .unwrap()
+            .get(0);
+        tx.query_one("SELECT pq_task_failed($1, 'P0001', 'rotten')", &[&id])
+            .unwrap();
+        let wait: f64 = tx
+            .query_one(
+                "SELECT extract(epoch FROM schedule_at - clock_timestamp())::float8 FROM queue WHERE id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0);
+        waits.push(wait);
+        tx.commit().unwrap();
+    }
+    // 10 s, 20 s, 40 s capped to 30 s, 30 s: each times a jitter factor in [0.5, 1].
+    for (wait, full) in waits.iter().zip([10.0, 20.0, 30.0, 30.0]) {
+        assert!(
+            *wait <= full + 0.5 && *wait >= full / 2.0 - 0.5,
+            "{waits:?}"
+        );
+    }
+    let shape: String = c
+        .query_one(
+            "SELECT concat_ws(',', data->>'retried', data->>'backoff', data->>'retry_in') FROM queue WHERE q_name = 'o_backoff'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shape, "4,exponential,10s");
+}
