@@ -67,3 +67,19 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'refused: %', SQLERRM;
 END
 $$;
+
+\echo
+\echo '## Operating queues: pause, limits, unique jobs, cancel, periodic jobs'
+SELECT pq_pause('pears') AS paused;
+SELECT pq_put('pears', '{"kind":"Conference"}') AS put_while_paused;
+SELECT count(*) AS taken_while_paused FROM pq_get('pears');
+SELECT pq_resume('pears') AS resumed;
+SELECT id, data FROM pq_get('pears');
+SELECT pq_set_limit('pears', 2) AS previous_limit;
+SELECT pq_put('orders', '{"order":42}', key => 'order-42') AS first,
+       pq_put('orders', '{"order":42}', key => 'order-42') AS same_job;
+SELECT pq_cancel(pq_put('orders', '{"order":43}')) AS cancelled;
+SELECT pq_schedule('nightly-report', '0 3 * * *', 'reports', '{"kind":"daily"}') AS next_run;
+SELECT name, cron, queue, next_run FROM pq_schedules;
+SELECT pq_unschedule('nightly-report') AS unscheduled;
+SELECT queue, ready, done, cancelled, paused, concurrency_limit FROM pq_stats;

@@ -1,6 +1,6 @@
 -- pq 0.4.0 -> 0.5.0: operating queues.
 -- * Unique jobs: a key column and a *_key_idx index on every queue table, and key => on
---   pq_put, pq_put_many and pq_put_task.
+--   pq_put, pq_put_many and pq_put_task; a cancelled_at column for pq_cancel.
 -- * Pause, resume and concurrency limits (table pq_queue_controls), cancel and status,
 --   periodic jobs (table pq_periodic, view pq_schedules), retry backoff on pq_put_task.
 -- * pq_stats gains cancelled, paused and concurrency_limit.
@@ -18,7 +18,7 @@ BEGIN
           AND tg.tgfoid = '@extschema@.pq_stamp_enqueuer()'::pg_catalog.regprocedure
     LOOP
         EXECUTE pg_catalog.format($ddl$
-            ALTER TABLE %1$s ADD COLUMN key text;
+            ALTER TABLE %1$s ADD COLUMN key text, ADD COLUMN cancelled_at timestamptz;
             CREATE INDEX %2$I ON %1$s (q_name, key) WHERE key IS NOT NULL AND dequeued_at IS NULL;
             $ddl$, t.tbl, t.relname || '_key_idx');
     END LOOP;
@@ -65,8 +65,10 @@ BEGIN
             data        jsonb NOT NULL,
             -- Who put the job: a task runs as this role (set by the trigger below).
             enqueued_by regrole NOT NULL,
-            -- A unique job's key: one pending job per (q_name, key) (src/queue/put.rs).
-            key         text
+            -- A unique job's key: one pending job per (q_name, key) (src/queue/unique.rs).
+            key         text,
+            -- When pq_cancel consumed it (src/operations/cancel.rs): cancelled, not done.
+            cancelled_at timestamptz
         );
         -- Unscheduled pending jobs in claim order; done jobs leave the index.
         CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)

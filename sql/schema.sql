@@ -50,8 +50,10 @@ BEGIN
             data        jsonb NOT NULL,
             -- Who put the job: a task runs as this role (set by the trigger below).
             enqueued_by regrole NOT NULL,
-            -- A unique job's key: one pending job per (q_name, key) (src/queue/put.rs).
-            key         text
+            -- A unique job's key: one pending job per (q_name, key) (src/queue/unique.rs).
+            key         text,
+            -- When pq_cancel consumed it (src/operations/cancel.rs): cancelled, not done.
+            cancelled_at timestamptz
         );
         -- Unscheduled pending jobs in claim order; done jobs leave the index.
         CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)

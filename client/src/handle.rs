@@ -133,6 +133,7 @@ impl<Q, H> TasksOf<Q, H> {
             args: vec![],
             kwargs: Map::new(),
             opts: self.defaults.clone(),
+            key: None,
             unserializable: None,
         }
     }
@@ -156,6 +157,8 @@ pub struct CallOf<'t, T> {
     pub(crate) args: Vec<Value>,
     pub(crate) kwargs: Map<String, Value>,
     pub(crate) opts: TaskOptions,
+    /// A unique task's key (see [`crate::Put::key`]).
+    pub(crate) key: Option<String>,
     /// The first argument that did not serialize: `enqueue` raises it.
     unserializable: Option<String>,
 }
@@ -238,6 +241,40 @@ impl<T> CallOf<'_, T> {
         self
     }
 
+    /// A unique task: while a job of the queue with this key is pending, `enqueue` returns its
+    /// id and puts nothing.
+    ///
+    /// ```no_run
+    /// # let tasks: pq_client::Tasks = todo!();
+    /// let call = tasks.call("invoice").arg(42).key("invoice-42");
+    /// ```
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The arguments of [`crate::sql::PUT_TASK`] for this call into `queue` of `table`.
+    pub(crate) fn task_args(self, queue: String, table: &str) -> TaskArgs {
+        let (backoff, retry_max) = match self.opts.backoff {
+            crate::Backoff::Fixed => (None, None),
+            crate::Backoff::Exponential { max } => (Some("exponential".to_string()), max),
+        };
+        TaskArgs {
+            queue,
+            function: self.function,
+            args: Value::Array(self.args),
+            kwargs: Value::Object(self.kwargs),
+            schedule_at: self.opts.schedule_at.as_ref().map(crate::When::to_spec),
+            expected_at: self.opts.expected_at.as_ref().map(crate::When::to_spec),
+            max_retries: i32::try_from(self.opts.max_retries).unwrap_or(i32::MAX),
+            retry_in: self.opts.retry_in,
+            table: table.to_string(),
+            key: self.key,
+            backoff,
+            retry_max,
+        }
+    }
+
     /// The call, or the error of its first argument that did not serialize.
     pub(crate) fn checked(self) -> crate::Result<Self> {
         match self.unserializable {
@@ -256,4 +293,47 @@ pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_default()
+}
+
+/// The arguments of one `pq_put_task` call, owned, for either client to send.
+pub(crate) struct TaskArgs {
+    queue: String,
+    function: String,
+    args: Value,
+    kwargs: Value,
+    schedule_at: Option<String>,
+    expected_at: Option<String>,
+    max_retries: i32,
+    retry_in: String,
+    table: String,
+    key: Option<String>,
+    backoff: Option<String>,
+    retry_max: Option<String>,
+}
+
+/// A statement parameter with its type, as `query_typed` takes it.
+pub(crate) type Param<'a> = (
+    &'a (dyn postgres::types::ToSql + Sync),
+    postgres::types::Type,
+);
+
+impl TaskArgs {
+    /// `$1` to `$12` of [`crate::sql::PUT_TASK`].
+    pub(crate) fn params(&self) -> [Param<'_>; 12] {
+        use postgres::types::Type;
+        [
+            (&self.queue, Type::TEXT),
+            (&self.function, Type::TEXT),
+            (&self.args, Type::JSONB),
+            (&self.kwargs, Type::JSONB),
+            (&self.schedule_at, Type::TEXT),
+            (&self.expected_at, Type::TEXT),
+            (&self.max_retries, Type::INT4),
+            (&self.retry_in, Type::TEXT),
+            (&self.table, Type::TEXT),
+            (&self.key, Type::TEXT),
+            (&self.backoff, Type::TEXT),
+            (&self.retry_max, Type::TEXT),
+        ]
+    }
 }

@@ -11,6 +11,8 @@
 //! | `timespec`    | [`When`]: `"5m"`, a `Duration` or a `SystemTime`            |
 //! | `transaction` | [`Tx`]: take a job, work it, write a result, atomically     |
 //! | `task`        | [`Tasks`]: named handlers, enqueue, `work()` with retries   |
+//! | `operations`  | pause, resume, limits, cancel, status, periodic jobs       |
+//! | `handle`      | the queue, task set and call both clients share           |
 //! | `error`       | [`Error`]: keeps the server's SQLSTATE                     |
 //! | `asynchronous` | feature `async`: the same API over tokio-postgres + deadpool |
 //!
@@ -34,6 +36,7 @@ pub mod asynchronous;
 mod error;
 mod handle;
 mod job;
+mod operations;
 mod pq;
 mod queue;
 mod task;
@@ -45,6 +48,6 @@ pub use handle::{CallOf, QueueOf, TasksOf};
 pub use job::Job;
 pub use pq::{Conn, Pool, Pq};
 pub use queue::{sql, Iter, Put, Queue};
-pub use task::{Call, TaskCall, TaskOptions, Tasks};
+pub use task::{Backoff, Call, TaskCall, TaskOptions, Tasks};
 pub use timespec::When;
 pub use transaction::Tx;

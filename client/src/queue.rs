@@ -15,8 +15,8 @@ use std::time::Duration;
 /// assert!(pq_client::sql::PUT.starts_with("SELECT pq_put("));
 /// ```
 pub mod sql {
-    /// Enqueue one job: `pq_put(queue, data, schedule_at, expected_at, tbl)`.
-    pub const PUT: &str = "SELECT pq_put($1, $2, $3, $4, $5::text::regclass)";
+    /// Enqueue one job: `pq_put(queue, data, schedule_at, expected_at, tbl, key)`.
+    pub const PUT: &str = "SELECT pq_put($1, $2, $3, $4, $5::text::regclass, $6)";
     /// Enqueue many jobs in one statement; ids in order.
     pub const PUT_MANY: &str = "SELECT * FROM pq_put_many($1, $2, $3, $4, $5::text::regclass)";
     /// Claim one job, waiting up to `$2` seconds in the server.
@@ -28,6 +28,10 @@ pub mod sql {
     pub const CLEAR: &str = "SELECT pq_clear($1, $2::text::regclass)";
     /// The SQLSTATE a failed client handler is recorded with: PL/pgSQL's `RAISE EXCEPTION`.
     pub const RAISE_EXCEPTION: &str = "P0001";
+    /// Enqueue a task for a client handler: the extension writes the task's JSON.
+    pub const PUT_TASK: &str = "SELECT pq_put_task($1, $2, $3, $4, $5, $6, $7, $8, \
+                                $9::text::regclass, external => true, key => $10, \
+                                backoff => $11, retry_max => $12)";
     /// Record a client task's failure (retry or fail it).
     pub const TASK_FAILED: &str = "SELECT pq_task_failed($1, $2, $3, $4::text::regclass)";
     /// Install the extension if needed.
@@ -38,9 +42,26 @@ pub mod sql {
     pub const CREATE_TABLE: &str = "SELECT pq_create_table($1)";
     /// Perform SQL tasks, committing after each (the CLI's `work`).
     pub const WORK_LOOP: &str = "CALL pq_work_loop($1, NULL, $2, '60s', $3::text::regclass)";
+    /// Pause a queue: `pq_pause(queue, tbl)`.
+    pub const PAUSE: &str = "SELECT pq_pause($1, $2::text::regclass)";
+    /// Resume a paused queue.
+    pub const RESUME: &str = "SELECT pq_resume($1, $2::text::regclass)";
+    /// Set (or with NULL remove) a queue's concurrency limit; the previous one.
+    pub const SET_LIMIT: &str = "SELECT pq_set_limit($1, $3, $2::text::regclass)";
+    /// Cancel a job by id.
+    pub const CANCEL: &str = "SELECT pq_cancel($1, $2::text::regclass)";
+    /// A job's status by id.
+    pub const STATUS: &str = "SELECT pq_status($1, $2::text::regclass)";
+    /// Create or replace a periodic job: name, cron, queue, data, table; its next run.
+    pub const SCHEDULE: &str = "SELECT pq_schedule($1, $2, $3, $4, $5::text::regclass)";
+    /// Remove a periodic job.
+    pub const UNSCHEDULE: &str = "SELECT pq_unschedule($1)";
+    /// Put the jobs of due periodic jobs.
+    pub const RUN_SCHEDULES: &str = "SELECT pq_run_schedules()";
     /// Per-queue counts (the CLI's `stats`).
     pub const STATS: &str = "SELECT queue, ready, scheduled, in_flight, done, \
-                             coalesce(oldest_ready_age::text, '') FROM pq_stats($1::text::regclass)";
+                             coalesce(oldest_ready_age::text, ''), cancelled, paused, \
+                             concurrency_limit FROM pq_stats($1::text::regclass)";
 }
 
 /// How long `get` blocks by default, as Python pq's.
@@ -56,6 +77,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Put {
     pub schedule_at: Option<When>,
     pub expected_at: Option<When>,
+    /// A unique job's key: while a job of the queue with this key is pending, the put
+    /// returns its id and inserts nothing.
+    pub key: Option<String>,
 }
 
 impl Put {
@@ -68,6 +92,17 @@ impl Put {
     /// Priority: earlier expectations are taken first.
     pub fn expected_at(mut self, when: impl Into<When>) -> Put {
         self.expected_at = Some(when.into());
+        self
+    }
+
+    /// A unique job: while a job of the queue with this key is pending, the put returns
+    /// that job's id and inserts nothing.
+    ///
+    /// ```
+    /// let once = pq_client::Put::default().key("order-42");
+    /// ```
+    pub fn key(mut self, key: impl Into<String>) -> Put {
+        self.key = Some(key.into());
         self
     }
 
@@ -257,6 +292,7 @@ pub(crate) fn put<T: Serialize>(
             (&s, Type::TEXT),
             (&e, Type::TEXT),
             (&table, Type::TEXT),
+            (&opts.key, Type::TEXT),
         ],
     )?;
     Ok(rows

@@ -6,9 +6,9 @@
 //! a Rust worker only ever claims jobs naming one of its registered handlers.
 
 use crate::queue::{get, sql};
-use crate::{Put, Queue, Result, When};
+use crate::{Queue, Result, When};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -58,6 +58,8 @@ pub struct TaskOptions {
     pub expected_at: Option<When>,
     pub max_retries: u32,
     pub retry_in: String,
+    /// How retries wait: `retry_in` each time, or exponentially longer.
+    pub backoff: Backoff,
 }
 
 impl Default for TaskOptions {
@@ -67,8 +69,28 @@ impl Default for TaskOptions {
             expected_at: None,
             max_retries: 0,
             retry_in: "30s".into(),
+            backoff: Backoff::Fixed,
         }
     }
+}
+
+/// How a failed task's retries wait (the extension's `pq_put_task(..., backoff =>)`).
+///
+/// ```
+/// use pq_client::{Backoff, TaskOptions};
+/// let opts = TaskOptions {
+///     max_retries: 5, retry_in: "10s".into(),
+///     backoff: Backoff::Exponential { max: Some("10m".into()) },
+///     ..TaskOptions::default()
+/// };
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Backoff {
+    /// Every retry waits `retry_in`, as in Python pq.
+    #[default]
+    Fixed,
+    /// Retry k waits `retry_in × 2^k`, at most `max` (default one hour), with jitter.
+    Exponential { max: Option<String> },
 }
 
 /// The task handlers of one queue, and their workers.
@@ -171,17 +193,12 @@ impl Tasks {
 pub type Call<'t> = crate::handle::CallOf<'t, Tasks>;
 
 impl Call<'_> {
-    /// Enqueues the call as a task job; returns its id.
+    /// Enqueues the call as a task job with `pq_put_task(..., external => true)`; returns
+    /// its id.
     pub fn enqueue(self) -> Result<i64> {
-        let call = self.checked()?;
-        let data = json!({
-            "function": call.function, "args": call.args, "kwargs": call.kwargs,
-            "retried": 0, "max_retries": call.opts.max_retries, "retry_in": call.opts.retry_in,
-        });
-        let put = Put {
-            schedule_at: call.opts.schedule_at,
-            expected_at: call.opts.expected_at,
-        };
-        call.tasks.queue.put_with(&data, put)
+        let queue = &self.tasks.queue;
+        let (pq, name) = (&queue.pq, queue.name.clone());
+        let args = self.checked()?.task_args(name, pq.table_name());
+        Ok(pq.conn()?.query_typed(sql::PUT_TASK, &args.params())?[0].get(0))
     }
 }

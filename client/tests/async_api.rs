@@ -549,3 +549,40 @@ async fn no_named_statements() {
         .unwrap();
     assert_eq!(named, 0, "named statements were prepared");
 }
+
+#[tokio::test]
+async fn operating_verbs_pause_limit_cancel_unique_schedule() {
+    let Some(pq) = pq("operating_verbs").await else {
+        return;
+    };
+    let queue = pq.queue("async/ops");
+    queue.clear().await.unwrap();
+    queue.resume().await.unwrap();
+    let once = queue
+        .put_with(&json!(1), Put::default().key("k"))
+        .await
+        .unwrap();
+    assert_eq!(
+        queue
+            .put_with(&json!(2), Put::default().key("k"))
+            .await
+            .unwrap(),
+        once
+    );
+    assert!(queue.pause().await.unwrap());
+    assert!(queue.get_timeout(Duration::ZERO).await.unwrap().is_none());
+    assert!(queue.resume().await.unwrap());
+    assert_eq!(queue.set_limit(Some(3)).await.unwrap(), None);
+    assert_eq!(queue.set_limit(None).await.unwrap(), Some(3));
+    assert_eq!(pq.status(once).await.unwrap().as_deref(), Some("ready"));
+    assert!(pq.cancel(once).await.unwrap());
+    assert_eq!(pq.status(once).await.unwrap().as_deref(), Some("cancelled"));
+    assert!(queue.get_timeout(Duration::ZERO).await.unwrap().is_none());
+    pq.unschedule("async_ops_tick").await.unwrap();
+    queue
+        .schedule("async_ops_tick", "*/10 * * * *", &json!({}))
+        .await
+        .unwrap();
+    assert!(pq.unschedule("async_ops_tick").await.unwrap());
+    pq.run_schedules().await.unwrap(); // whatever is due elsewhere; it must not fail
+}

@@ -445,3 +445,83 @@ fn unserializable_arguments_and_tables_of_clones() {
         "jobs_elsewhere"
     );
 }
+
+#[test]
+fn operating_verbs_pause_limit_cancel_unique_schedule_backoff() {
+    let pq = pool(4);
+    let queue = pq.queue("c_ops");
+    queue.clear().unwrap();
+    queue.resume().unwrap();
+    queue.set_limit(None).unwrap();
+    // Unique jobs.
+    let once = queue.put_with(&json!(1), Put::default().key("k")).unwrap();
+    assert_eq!(
+        queue.put_with(&json!(2), Put::default().key("k")).unwrap(),
+        once
+    );
+    // Pause: puts work, gets take nothing; resume.
+    assert!(queue.pause().unwrap());
+    assert!(!queue.pause().unwrap());
+    let other = queue.put(&json!(3)).unwrap();
+    assert!(queue.get_timeout(Duration::ZERO).unwrap().is_none());
+    assert!(queue.resume().unwrap());
+    // A limit of one: a second transaction gets nothing while the first holds a job.
+    assert_eq!(queue.set_limit(Some(1)).unwrap(), None);
+    let mut conn = connect();
+    let mut tx = conn.transaction().unwrap();
+    let held: i64 = tx
+        .query_one("SELECT id FROM pq_get('c_ops')", &[])
+        .unwrap()
+        .get(0);
+    assert!(queue.get_timeout(Duration::ZERO).unwrap().is_none());
+    tx.commit().unwrap();
+    assert_eq!(queue.set_limit(None).unwrap(), Some(1));
+    assert_eq!(pq.status(held).unwrap().as_deref(), Some("done"));
+    // Cancel the other one: it never runs.
+    let left = if held == once { other } else { once };
+    assert!(pq.cancel(left).unwrap());
+    assert_eq!(pq.status(left).unwrap().as_deref(), Some("cancelled"));
+    assert!(queue.get_timeout(Duration::ZERO).unwrap().is_none());
+    assert_eq!(pq.status(i64::MAX).unwrap(), None);
+    // Periodic jobs.
+    pq.unschedule("c_ops_tick").unwrap();
+    let next = queue
+        .schedule("c_ops_tick", "0 * * * *", &json!({"tick": 1}))
+        .unwrap();
+    let until = next.duration_since(SystemTime::now()).unwrap();
+    assert!(until <= Duration::from_secs(3600), "{until:?}");
+    assert!(pq.unschedule("c_ops_tick").unwrap());
+    let e = queue
+        .schedule("c_ops_tick", "hourly", &json!({}))
+        .unwrap_err();
+    assert_eq!(e.sqlstate(), Some("22023"), "{e}");
+    // Tasks: exponential backoff and keys reach the job.
+    let tasks = pq.tasks("c_ops").defaults(TaskOptions {
+        max_retries: 3,
+        backoff: pq_client::Backoff::Exponential {
+            max: Some("5m".into()),
+        },
+        ..TaskOptions::default()
+    });
+    let a = tasks
+        .call("eat")
+        .arg("Cox")
+        .key("eat-cox")
+        .enqueue()
+        .unwrap();
+    let b = tasks
+        .call("eat")
+        .arg("Fuji")
+        .key("eat-cox")
+        .enqueue()
+        .unwrap();
+    assert_eq!(a, b);
+    let shape: String = connect()
+        .query_one(
+            "SELECT concat_ws(',', data->>'backoff', data->>'retry_max', key) FROM queue WHERE id = $1",
+            &[&a],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shape, "exponential,5m,eat-cox");
+}

@@ -1,7 +1,7 @@
 //! Cancel: `pq_cancel(id)` makes sure a job never runs, or stops the one claim of it that is
-//! running. A cancelled job is consumed (its `dequeued_at` is set) with `cancelled_at` and
-//! `cancelled_by` in its data, so it is neither done nor failed: `pq_status(id)` says
-//! `cancelled` and `pq_stats` counts it apart.
+//! running. A cancelled job is consumed (its `dequeued_at` is set) and its `cancelled_at`
+//! column says when, so it is neither done nor failed: `pq_status(id)` says `cancelled` and
+//! `pq_stats` counts it apart. Its data is left as it was.
 //!
 //! A job claimed by a running transaction is cancelled in two steps. The claimer's backend is
 //! sent a cancel, with `pg_cancel_backend`'s own privilege rules (the same role, a member of
@@ -107,6 +107,8 @@ fn pq_cancel(id: Option<i64>, tbl: Option<pg_sys::Oid>, wait: Option<Interval>) 
         "pass how long to wait for a running claim to end, such as '10s'",
     );
     let table = QueueTable::resolve(tbl);
+    crate::operations::controls::require_update(&table, "cancel jobs of");
+    table.require_columns_of_0_5("cancelled jobs");
     let Some((state, xmax)) = status(&table, id) else {
         return false;
     };

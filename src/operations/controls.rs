@@ -172,23 +172,7 @@ pub fn write<T: FromDatum + IntoDatum>(
     extra: Option<pgrx::datum::DatumWithOid<'_>>,
     verb: &str,
 ) -> Option<T> {
-    let allowed = unsafe {
-        pg_sys::pg_class_aclcheck(
-            table.oid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_UPDATE as pg_sys::AclMode,
-        ) == pg_sys::AclResult::ACLCHECK_OK
-    };
-    let name = crate::plumbing::table::qualified_name(table.oid);
-    if !allowed {
-        crate::plumbing::error::raise(
-            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied to {verb} queue {queue:?} of table {name}"),
-            &format!(
-                "the controls of a queue need UPDATE on its table: GRANT UPDATE ON {name} TO ..."
-            ),
-        )
-    }
+    require_update(table, &format!("{verb} queue {queue:?} of"));
     crate::plumbing::pinning::pinned(|_| {
         let Some(controls) = controls_table() else {
             crate::plumbing::error::raise(
@@ -213,4 +197,25 @@ pub fn write<T: FromDatum + IntoDatum>(
             }
         })
     })
+}
+
+/// Raises 42501 unless the current role may UPDATE `table`: the privilege that lets it change
+/// the table's jobs, which the controls of its queues and cancelling its jobs need. `what`
+/// says what was refused (`"pause queue \"apples\" of"`).
+pub fn require_update(table: &QueueTable, what: &str) {
+    let allowed = unsafe {
+        pg_sys::pg_class_aclcheck(
+            table.oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_UPDATE as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if !allowed {
+        let name = crate::plumbing::table::qualified_name(table.oid);
+        crate::plumbing::error::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {what} table {name}"),
+            &format!("this needs UPDATE on the queue table: GRANT UPDATE ON {name} TO ..."),
+        )
+    }
 }

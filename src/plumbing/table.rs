@@ -127,7 +127,8 @@ pub struct QueueTable {
     /// upgraded by `ALTER EXTENSION pq UPDATE`, still puts and gets; its task jobs have no known
     /// enqueuer and are refused.
     pub has_enqueuer: bool,
-    /// Whether the table has `key` (0.5.0's layout), which unique jobs need.
+    /// Whether the table has `key` and `cancelled_at` (0.5.0's layout), which unique jobs and
+    /// cancelling need.
     pub has_key: bool,
     /// Its ready and scheduled indexes, which claims read directly (see `candidates`).
     pub indexes: Option<crate::queue::candidates::Indexes>,
@@ -210,6 +211,21 @@ impl QueueTable {
         table
     }
 
+    /// Raises 0A000 unless the table has 0.5.0's columns (`key`, `cancelled_at`), which `what`
+    /// needs.
+    pub fn require_columns_of_0_5(&self, what: &str) {
+        if !self.has_key {
+            raise(
+                ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "queue table {} has no key and cancelled_at columns: {what} need pq 0.5.0's layout",
+                    qualified_name(self.oid)
+                ),
+                "run ALTER EXTENSION pq UPDATE, which adds them to every queue table",
+            )
+        }
+    }
+
     /// Runs `stmt` with `args` under the pinned settings, returning the first column of its
     /// first row (a count, an id, a queue name), or `None` when it returns no row.
     ///
@@ -254,7 +270,15 @@ impl QueueTable {
             let mut sql = stmt
                 .text()
                 .replace("{table}", &qualified_name(self.oid))
-                .replace("{enqueued_by}", enqueued_by);
+                .replace("{enqueued_by}", enqueued_by)
+                .replace(
+                    "{cancelled_at}",
+                    if self.has_key {
+                        "cancelled_at"
+                    } else {
+                        "NULL::timestamptz"
+                    },
+                );
             if sql.contains("{registry}") {
                 sql = sql.replace("{registry}", &crate::tasks::registry::registry_name());
             }

@@ -69,6 +69,17 @@ pub fn insert(
     id
 }
 
+/// The `key` argument (0.5.0) of a `pq_put`, read by hand: the declarations of older versions
+/// call the same symbols with five arguments until `ALTER EXTENSION pq UPDATE`.
+fn key_arg(fcinfo: pg_sys::FunctionCallInfo) -> Option<String> {
+    // SAFETY: the argument is read only when the caller passed it.
+    unsafe {
+        ((*fcinfo).nargs > 5)
+            .then(|| pgrx::fcinfo::pg_getarg::<String>(fcinfo, 5))
+            .flatten()
+    }
+}
+
 /// Passes a jsonb (or jsonb[]) argument through to SPI as it is: no decoding into Rust.
 fn jsonb_arg<'a>(datum: pg_sys::Datum, ty: pg_sys::BuiltinOid) -> DatumWithOid<'a> {
     // SAFETY: the datum is the caller's argument of exactly this type, alive for the call.
@@ -88,9 +99,16 @@ fn pq_put_text(
     schedule_at: Option<&str>,
     expected_at: Option<&str>,
     tbl: Option<pg_sys::Oid>,
-    key: Option<&str>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
-    put(queue, data, schedule_at, expected_at, tbl, key)
+    put(
+        queue,
+        data,
+        schedule_at,
+        expected_at,
+        tbl,
+        key_arg(fcinfo).as_deref(),
+    )
 }
 
 /// `pq_put(queue, data, schedule_at interval, expected_at interval, tbl)`.
@@ -105,9 +123,16 @@ fn pq_put_interval(
     schedule_at: Option<Interval>,
     expected_at: Option<Interval>,
     tbl: Option<pg_sys::Oid>,
-    key: Option<&str>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
-    put(queue, data, schedule_at, expected_at, tbl, key)
+    put(
+        queue,
+        data,
+        schedule_at,
+        expected_at,
+        tbl,
+        key_arg(fcinfo).as_deref(),
+    )
 }
 
 /// `pq_put(queue, data, schedule_at timestamptz, expected_at timestamptz, tbl)`.
@@ -122,9 +147,16 @@ fn pq_put_timestamptz(
     schedule_at: Option<TimestampWithTimeZone>,
     expected_at: Option<TimestampWithTimeZone>,
     tbl: Option<pg_sys::Oid>,
-    key: Option<&str>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
-    put(queue, data, schedule_at, expected_at, tbl, key)
+    put(
+        queue,
+        data,
+        schedule_at,
+        expected_at,
+        tbl,
+        key_arg(fcinfo).as_deref(),
+    )
 }
 
 /// `pq_put_many(queue, data jsonb[], schedule_at, expected_at, tbl, key text[])`: one job per
@@ -142,8 +174,14 @@ fn pq_put_many(
     schedule_at: Option<&str>,
     expected_at: Option<&str>,
     tbl: Option<pg_sys::Oid>,
-    key: Option<Vec<Option<String>>>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> SetOfIterator<'static, i64> {
+    // SAFETY: the argument is read only when the caller passed it.
+    let key: Option<Vec<Option<String>>> = unsafe {
+        ((*fcinfo).nargs > 5)
+            .then(|| pgrx::fcinfo::pg_getarg::<Vec<Option<String>>>(fcinfo, 5))
+            .flatten()
+    };
     let queue = require_queue(queue);
     let data = require(
         data.and_then(Internal::unwrap),

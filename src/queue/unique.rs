@@ -11,6 +11,7 @@
 
 use crate::plumbing::error::raise;
 use crate::plumbing::table::{qualified_name, QueueTable};
+
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -22,16 +23,7 @@ use pgrx::PgSqlErrorCode::*;
 /// if let Some(id) = unique::existing(&table, "orders", "order-42") { return id; }
 /// ```
 pub fn existing(table: &QueueTable, queue: &str, key: &str) -> Option<i64> {
-    if !table.has_key {
-        raise(
-            ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!(
-                "queue table {} has no key column: unique jobs need pq 0.5.0's layout",
-                qualified_name(table.oid)
-            ),
-            "run ALTER EXTENSION pq UPDATE, which adds it to every queue table",
-        )
-    }
+    table.require_columns_of_0_5("unique jobs");
     if key.is_empty() {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,

@@ -149,9 +149,12 @@ fn a_concurrency_limit_holds_across_sessions_and_frees_at_commit() {
     for t in txs {
         t.rollback().unwrap();
     }
-    // Removing the limit lets everyone claim.
-    c.batch_execute("SELECT pq_set_limit('o_limit', NULL)")
-        .unwrap();
+    // Removing the limit (it returns the previous one) lets everyone claim.
+    let previous: Option<i32> = c
+        .query_one("SELECT pq_set_limit('o_limit', NULL)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(previous, Some(2));
     let mut txs: Vec<_> = conns.iter_mut().map(|c| c.transaction().unwrap()).collect();
     let got: Vec<Option<i64>> = txs.iter_mut().map(|t| get_one(t, "o_limit")).collect();
     assert_eq!(got.iter().flatten().count(), 5, "{got:?}");
@@ -369,12 +372,17 @@ fn cancel_stops_a_pending_job_and_a_running_claim_for_good() {
             .unwrap()
             .get::<_, bool>(0));
     }
-    // A payload that is not an object is kept under "data".
-    let data: String = c
-        .query_one("SELECT data->>'data' FROM queue WHERE id = $1", &[&later])
-        .unwrap()
-        .get(0);
-    assert_eq!(data, "[1, 2]");
+    // Its data is left as it was; cancelled_at says when.
+    let row = c
+        .query_one(
+            "SELECT data::text, cancelled_at IS NOT NULL FROM queue WHERE id = $1",
+            &[&later],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("[1, 2]".into(), true)
+    );
     assert!(c
         .query("SELECT id FROM pq_get('o_cancel')", &[])
         .unwrap()

@@ -365,6 +365,7 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_set_limit('s_bad', 0)", "22023", "got 0"),
         ("SELECT pq_set_limit('s_bad', 1001)", "22023", "got 1001"),
         ("SELECT pq_set_limit('s_bad', 2, tbl => 's_private_jobs')", "42501", "permission denied"),
+        ("SELECT pq_cancel(1, tbl => 's_private_jobs')", "42501", "cancel jobs of"),
         ("SELECT pq_cancel(NULL)", "22004", "id must not be NULL"),
         ("SELECT pq_cancel(1, wait => '-1s')", "22023", "negative"),
         ("SELECT pq_status(1, tbl => 'nope')", "42P01", "nope"),

@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod operations;
 mod queue;
 mod task;
 mod transaction;

@@ -276,6 +276,7 @@ pub(crate) async fn put<T>(c: &Client, q: &Queue<T>, data: Value, opts: &Put) ->
             (&s, Type::TEXT),
             (&e, Type::TEXT),
             (&q.pq.table_name(), Type::TEXT),
+            (&opts.key, Type::TEXT),
         ],
     )
     .await?

@@ -6,10 +6,9 @@
 //! `function` is a SQL signature belong to the extension's `pq_work`, and a Rust worker
 //! claims only jobs naming one of its registered handlers (`pq_get(..., functions => names)`).
 
-use super::queue::specs;
 use super::Queue;
 use crate::queue::sql;
-use crate::{Put, Result, TaskCall};
+use crate::{Result, TaskCall};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -18,10 +17,6 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tokio_postgres::types::Type;
-
-/// `pq_put_task` for a client handler: the extension writes the task's JSON.
-const PUT_TASK: &str = "SELECT pq_put_task($1, $2, $3, $4, $5, $6, $7, $8, \
-                        $9::text::regclass, external => true)";
 
 type Handler =
     Arc<dyn Fn(TaskCall) -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync>;
@@ -188,33 +183,13 @@ impl Call<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(self) -> Result<i64> {
-        let call = self.checked()?;
-        let queue = &call.tasks.queue;
-        let (s, e) = specs(&Put {
-            schedule_at: call.opts.schedule_at,
-            expected_at: call.opts.expected_at,
-        });
-        let max_retries = i32::try_from(call.opts.max_retries).unwrap_or(i32::MAX);
-        let args = Value::Array(call.args);
-        let kwargs = Value::Object(call.kwargs);
-        Ok(queue
-            .pq
+        let queue = &self.tasks.queue;
+        let (pq, name) = (&queue.pq, queue.name.clone());
+        let args = self.checked()?.task_args(name, pq.table_name());
+        Ok(pq
             .conn()
             .await?
-            .query_typed_one(
-                PUT_TASK,
-                &[
-                    (&queue.name, Type::TEXT),
-                    (&call.function, Type::TEXT),
-                    (&args, Type::JSONB),
-                    (&kwargs, Type::JSONB),
-                    (&s, Type::TEXT),
-                    (&e, Type::TEXT),
-                    (&max_retries, Type::INT4),
-                    (&call.opts.retry_in, Type::TEXT),
-                    (&queue.pq.table_name(), Type::TEXT),
-                ],
-            )
+            .query_typed_one(sql::PUT_TASK, &args.params())
             .await?
             .get(0))
     }

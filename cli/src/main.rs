@@ -5,6 +5,8 @@
 //! pq get apples --timeout 5s
 //! pq work default --burst        # perform SQL tasks (the extension's pq_work)
 //! pq stats
+//! pq pause apples; pq resume apples; pq limit apples 2; pq cancel 42; pq status 42
+//! pq schedule nightly '0 3 * * *' reports '{"kind":"daily"}'; pq unschedule nightly
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -13,7 +15,8 @@ use pq_client::{Pq, Put};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Operate pq queues: put and get jobs, perform SQL tasks, show statistics.
+/// Operate pq queues: put and get jobs, perform SQL tasks, pause, limit and cancel, schedule
+/// periodic jobs, show statistics.
 #[derive(Parser)]
 #[command(name = "pq", version, about)]
 struct Cli {
@@ -40,6 +43,10 @@ enum Command {
         /// Priority: earlier first.
         #[arg(long)]
         expected_at: Option<String>,
+        /// A unique job: while a job of the queue with this key is pending, prints its id and
+        /// puts nothing.
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Take (and consume) the next ready job; prints it as JSON, or nothing.
     Get {
@@ -55,8 +62,29 @@ enum Command {
         #[arg(long)]
         burst: bool,
     },
-    /// Per-queue counts: ready, scheduled, in flight, done.
+    /// Per-queue counts: ready, scheduled, in flight, done, cancelled; paused, limit.
     Stats,
+    /// Pause a queue: it accepts puts, nothing takes its jobs.
+    Pause { queue: String },
+    /// Resume a paused queue.
+    Resume { queue: String },
+    /// Set a queue's concurrency limit ("none" removes it); prints the previous one.
+    Limit { queue: String, n: String },
+    /// Cancel a job: prints true if it was pending (or running, and is now stopped).
+    Cancel { id: i64 },
+    /// A job's status: ready, scheduled, in_flight, done, failed, cancelled.
+    Status { id: i64 },
+    /// Put a JSON job in a queue at every tick of a 5-field cron schedule (UTC); prints the
+    /// next run.
+    Schedule {
+        name: String,
+        cron: String,
+        queue: String,
+        #[arg(default_value = "{}")]
+        data: String,
+    },
+    /// Remove a periodic job.
+    Unschedule { name: String },
 }
 
 fn main() -> ExitCode {
@@ -79,11 +107,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             data,
             schedule_at,
             expected_at,
+            key,
         } => {
             let data: serde_json::Value = serde_json::from_str(&data)?;
             let opts = Put {
                 schedule_at: schedule_at.map(Into::into),
                 expected_at: expected_at.map(Into::into),
+                key,
             };
             println!("{}", pq.queue(&queue).put_with(&data, opts)?);
         }
@@ -117,15 +147,53 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Stats => {
             let mut c = pq.conn()?;
             println!(
-                "{:<24} {:>8} {:>10} {:>10} {:>10} {:>16}",
-                "queue", "ready", "scheduled", "in_flight", "done", "oldest_ready_age"
+                "{:<24} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>16}",
+                "queue",
+                "ready",
+                "scheduled",
+                "in_flight",
+                "done",
+                "cancelled",
+                "paused",
+                "limit",
+                "oldest_ready_age"
             );
             for r in c.query_typed(pq_client::sql::STATS, &[(&pq.table_name(), Type::TEXT)])? {
                 let (q, a, b, f, d, age): (String, i64, i64, i64, i64, String) =
                     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-                println!("{q:<24} {a:>8} {b:>10} {f:>10} {d:>10} {age:>16}");
+                let (x, p, l): (i64, bool, Option<i32>) = (r.get(6), r.get(7), r.get(8));
+                let l = l.map_or("-".to_string(), |l| l.to_string());
+                println!("{q:<24} {a:>8} {b:>10} {f:>10} {d:>10} {x:>10} {p:>7} {l:>6} {age:>16}");
             }
         }
+        Command::Pause { queue } => println!("{}", pq.queue(&queue).pause()?),
+        Command::Resume { queue } => println!("{}", pq.queue(&queue).resume()?),
+        Command::Limit { queue, n } => {
+            let n = match n.as_str() {
+                "none" | "null" => None,
+                n => Some(n.parse::<i32>().map_err(|e| {
+                    format!("limit {n:?} is not a number ({e}): pass e.g. 2, or none")
+                })?),
+            };
+            let old = pq.queue(&queue).set_limit(n)?;
+            println!("{}", old.map_or("none".to_string(), |o| o.to_string()));
+        }
+        Command::Cancel { id } => println!("{}", pq.cancel(id)?),
+        Command::Status { id } => {
+            println!("{}", pq.status(id)?.unwrap_or_else(|| "unknown".into()))
+        }
+        Command::Schedule {
+            name,
+            cron,
+            queue,
+            data,
+        } => {
+            let data: serde_json::Value = serde_json::from_str(&data)?;
+            let next = pq.queue(&queue).schedule(&name, &cron, &data)?;
+            let next = humantime::format_rfc3339_seconds(next);
+            println!("{next}");
+        }
+        Command::Unschedule { name } => println!("{}", pq.unschedule(&name)?),
     }
     Ok(())
 }
