@@ -123,6 +123,55 @@ AS 'MODULE_PATHNAME', 'pq_status_wrapper';
 COMMENT ON FUNCTION pq_status(bigint, regclass) IS
 'A job''s state: ready, scheduled, in_flight, done, failed or cancelled; NULL when there is no such job (or it was purged). Example: SELECT pq_status(42)';
 
+CREATE FUNCTION pq_metrics(tbl regclass DEFAULT '@extschema@.queue')
+RETURNS TABLE (metric text, queue text, label text, value double precision)
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pq_metrics_wrapper';
+COMMENT ON FUNCTION pq_metrics(regclass) IS
+'Per-queue metrics, one row per sample: gauges from the pending jobs (ready, scheduled, in flight, oldest ready age, paused, limit) and, when pq is preloaded, counters (puts, claims, task outcomes) and the wake-up latency histogram. pq serve exposes them to Prometheus. Example: SELECT * FROM pq_metrics()';
+
+CREATE FUNCTION pq_jobs(queue text, state text DEFAULT 'ready', max_rows integer DEFAULT 50,
+                        tbl regclass DEFAULT '@extschema@.queue')
+RETURNS TABLE (id bigint, status text, enqueued_at timestamptz, schedule_at timestamptz,
+               expected_at timestamptz, data jsonb, error text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF state IS NULL OR state NOT IN ('ready', 'scheduled', 'in_flight', 'failed') THEN
+        RAISE EXCEPTION 'unknown job state %', coalesce(quote_literal(state), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pass ''ready'', ''scheduled'', ''in_flight'' or ''failed''';
+    END IF;
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 1000 THEN
+        RAISE EXCEPTION 'max_rows must be 1 to 1000, got %', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'pass a page size such as 50';
+    END IF;
+    IF state = 'failed' THEN
+        -- Failed jobs are done jobs: this reads the table's done jobs (the dashboard's failed tab).
+        RETURN QUERY EXECUTE format($q$
+            SELECT q.id, 'failed'::text, q.enqueued_at, q.schedule_at, q.expected_at, q.data,
+                   q.data->'errors'->-1->>'message'
+            FROM %s q
+            WHERE q.q_name = $1 AND q.dequeued_at IS NOT NULL AND q.data ? 'failed_at'
+            ORDER BY q.dequeued_at DESC LIMIT $2 $q$, tbl) USING queue, max_rows;
+        RETURN;
+    END IF;
+    -- Pending jobs only, in claim order (ready), by due time (scheduled); in flight: claimed by a
+    -- running transaction, as pq_status says.
+    RETURN QUERY EXECUTE format($q$
+        SELECT j.id, j.s, j.enqueued_at, j.schedule_at, j.expected_at, j.data, NULL::text
+        FROM (SELECT q.*, %1$s.pq_status(q.id, %2$L::regclass) AS s
+              FROM %2$s q
+              WHERE q.q_name = $1 AND q.dequeued_at IS NULL) j
+        WHERE j.s = $3
+        ORDER BY j.schedule_at NULLS FIRST, j.expected_at NULLS LAST, j.id
+        LIMIT $2 $q$, '@extschema@', tbl) USING queue, max_rows, state;
+END
+$fn$;
+COMMENT ON FUNCTION pq_jobs(text, text, integer, regclass) IS
+'Up to max_rows jobs of a queue in a state: ready (in claim order), scheduled, in_flight, or failed (with the last error). Example: SELECT * FROM pq_jobs(''apples'', ''scheduled'')';
+
 -- Periodic jobs (src/operations/periodic.rs).
 CREATE FUNCTION pq_schedule(name text, cron text, queue text, data jsonb DEFAULT '{}',
                             tbl regclass DEFAULT '@extschema@.queue')

@@ -62,6 +62,7 @@ pub extern "C-unwind" fn _PG_init() {
         );
     }
     heads::init();
+    operations::metrics::init();
     notify::init();
     utility::init();
     sandbox::init();

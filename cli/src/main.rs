@@ -7,7 +7,10 @@
 //! pq stats
 //! pq pause apples; pq resume apples; pq limit apples 2; pq cancel 42; pq status 42
 //! pq schedule nightly '0 3 * * *' reports '{"kind":"daily"}'; pq unschedule nightly
+//! pq serve --listen 127.0.0.1:9187   # /metrics for Prometheus, / for the dashboard
 //! ```
+
+mod serve;
 
 use clap::{Parser, Subcommand};
 use postgres::types::Type;
@@ -85,6 +88,15 @@ enum Command {
     },
     /// Remove a periodic job.
     Unschedule { name: String },
+    /// Serve Prometheus metrics at /metrics and a dashboard at / (see the README).
+    Serve {
+        /// Address to listen on; the default binds to this machine only.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        listen: String,
+        /// The token that actions (requeue, cancel, pause, resume) need; printed when random.
+        #[arg(long, env = "PQ_TOKEN")]
+        token: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +111,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Command::Serve { listen, token } = &cli.command {
+        return serve::run(&cli.database_url, &cli.table, listen, token.clone());
+    }
     let client = postgres::Client::connect(&cli.database_url, postgres::NoTls)?;
     let pq = Pq::new(client).table(&cli.table);
     match cli.command {
@@ -194,6 +209,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{next}");
         }
         Command::Unschedule { name } => println!("{}", pq.unschedule(&name)?),
+        Command::Serve { .. } => unreachable!("served above"),
     }
     Ok(())
 }

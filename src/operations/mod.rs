@@ -9,11 +9,13 @@
 //! | `limits`    | `pq_set_limit`: concurrency slots                                |
 //! | `cancel`    | `pq_cancel`, `pq_status`                                         |
 //! | `periodic`  | `pq_schedule`, `pq_unschedule`, `pq_run_schedules`: cron jobs     |
+//! | `metrics`   | `pq_metrics`: gauges from pending jobs, counters in shared memory |
 
 pub mod admin;
 pub mod cancel;
 pub mod controls;
 pub mod limits;
+pub mod metrics;
 pub mod pause;
 pub mod periodic;
 pub mod retention;

@@ -40,6 +40,7 @@ pub enum Stmt {
     Purge,
     Cancel,
     Status,
+    MetricsGauges,
 }
 
 impl Stmt {
@@ -64,6 +65,7 @@ impl Stmt {
             Stmt::Purge => include_str!("../queries/purge.sql"),
             Stmt::Cancel => include_str!("../queries/cancel.sql"),
             Stmt::Status => include_str!("../queries/status.sql"),
+            Stmt::MetricsGauges => include_str!("../queries/metrics_gauges.sql"),
         }
     }
 
@@ -88,7 +90,7 @@ impl Stmt {
             Stmt::Len | Stmt::Clear => &[TEXTOID],
             Stmt::Claim | Stmt::ClaimSquatted => &[INT8OID],
             Stmt::Update => &[TEXTOID, INT8OID, JSONBOID],
-            Stmt::Stats => &[OIDOID],
+            Stmt::Stats | Stmt::MetricsGauges => &[OIDOID],
             Stmt::TaskOutcome => &[INT8OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID],
             Stmt::Requeue | Stmt::JobData => &[INT8OID],
             Stmt::Purge => &[TIMESTAMPTZOID, INT8OID, BOOLOID],

@@ -292,6 +292,7 @@ thread_local! {
 
 /// Remembers a claim of (`table`, `queue`), with its key if it was unscheduled.
 fn remember_claim(table: &QueueTable, queue: &str, key: Option<Key>) {
+    crate::operations::metrics::count(table.oid, queue, |c| c.claims += 1);
     CLAIMED_KEYS.with(|c| {
         let mut c = c.borrow_mut();
         match c.iter_mut().find(|(t, q, _)| *t == table.oid && q == queue) {

@@ -44,6 +44,7 @@ pub fn get(
     let tag = crate::queue::wake::tag(table, queue);
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut poll = Duration::from_millis(POLL_MS);
+    let mut woken = false;
     loop {
         // Advertise the tag before checking, so that a put committing during the check sets
         // our latch and the sleep below returns at once. A lock or I/O wait inside the check
@@ -55,6 +56,16 @@ pub fn get(
         let jobs = claim(pinned, table, queue, only, limit, memcx);
         if !jobs.is_empty() {
             advertise(0);
+            if woken {
+                // Woken by a commit: how long since the job was put (its transaction began).
+                let now = clock().into_inner();
+                let put = jobs[0].enqueued_at.into_inner();
+                crate::operations::metrics::woke(
+                    table.oid,
+                    queue,
+                    now.saturating_sub(put).max(0) as u64,
+                );
+            }
             return jobs;
         }
         advertise(tag);
@@ -73,7 +84,7 @@ pub fn get(
         advertise(0); // WaitLatch advertises it again for the sleep itself
         let ms = sleep.as_millis().max(1) as std::ffi::c_long;
         // SAFETY: sleeping on our own latch, as any backend does.
-        let woken = unsafe {
+        woken = unsafe {
             pg_sys::WaitLatch(
                 pg_sys::MyLatch,
                 (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,

@@ -163,6 +163,7 @@ pub unsafe extern "C-unwind" fn on_xact_event(
                 crate::queue::heads::lower(table, &queue, key);
             }
             slots_freed();
+            crate::operations::metrics::on_commit();
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !tags.is_empty() {
                 // SAFETY: any backend is attached to shared memory.
@@ -173,6 +174,7 @@ pub unsafe extern "C-unwind" fn on_xact_event(
             on_claims_rolled_back();
             forget_pending();
             slots_freed();
+            crate::operations::metrics::forget();
             let tags = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !tags.is_empty() {
                 // SAFETY: any backend is attached to shared memory.
@@ -185,6 +187,7 @@ pub unsafe extern "C-unwind" fn on_xact_event(
         pg_sys::XactEvent::XACT_EVENT_PREPARE => {
             forget_pending();
             crate::operations::limits::on_xact_end();
+            crate::operations::metrics::forget();
         }
         _ => return,
     }
@@ -219,6 +222,7 @@ pub unsafe extern "C-unwind" fn on_subxact_event(
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         on_claims_rolled_back();
         crate::operations::limits::on_subxact_abort(my);
+        crate::operations::metrics::on_subxact_abort(my);
     }
 }
 

@@ -98,7 +98,7 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
         } else {
             given == Some(me)
         };
-        report_pending((*td.tg_relation).rd_id, row, desc);
+        report_pending((*td.tg_relation).rd_id, row, desc, !is_update);
         if keep {
             return pg_sys::Datum::from(row);
         }
@@ -113,7 +113,13 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
 
 /// Tells `wake` about a row that is pending (not dequeued) after this insert or update, so
 /// its queue's waiters wake at commit and, if it is ready, its queue's head is lowered to it.
-unsafe fn report_pending(table: pg_sys::Oid, row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) {
+/// An inserted one is a put, counted (see `metrics`).
+unsafe fn report_pending(
+    table: pg_sys::Oid,
+    row: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    insert: bool,
+) {
     unsafe {
         if get(row, attnum(desc, c"dequeued_at"), desc).is_some() {
             return;
@@ -122,6 +128,9 @@ unsafe fn report_pending(table: pg_sys::Oid, row: pg_sys::HeapTuple, desc: pg_sy
             return;
         };
         let queue = String::from_datum(queue, false).unwrap_or_default();
+        if insert {
+            crate::operations::metrics::count(table, &queue, |c| c.puts += 1);
+        }
         let ready = get(row, attnum(desc, c"schedule_at"), desc)
             .is_none()
             .then(|| crate::queue::heads::Key {

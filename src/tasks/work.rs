@@ -96,7 +96,11 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
         let Some(job) = jobs.into_iter().next() else {
             break;
         };
-        outcomes.push(perform(table, &job));
+        let outcome = perform(table, &job);
+        if outcome.outcome == Verdict::Done {
+            crate::operations::metrics::count(table.oid, queue, |c| c.done += 1);
+        }
+        outcomes.push(outcome);
         // SAFETY: nothing refers to the job's memory any more.
         unsafe { jobcx.reset() };
     }
@@ -376,6 +380,14 @@ fn record(
     } else {
         Verdict::Failed
     };
+    let retried = due.is_some();
+    crate::operations::metrics::count(table.oid, &queue, |c| {
+        if retried {
+            c.retried += 1
+        } else {
+            c.failed += 1
+        }
+    });
     outcome.sqlstate = Some(error.sqlstate);
     outcome.message = Some(error.message);
     outcome

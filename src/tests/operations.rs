@@ -638,3 +638,106 @@ fn exponential_backoff_spreads_retries_and_keeps_the_task_shape() {
         .get(0);
     assert_eq!(shape, "4,exponential,10s");
 }
+
+/// `pq_metrics()` of one queue: (metric, label) → value.
+fn metrics(
+    c: &mut Client,
+    queue: &str,
+) -> std::collections::HashMap<(String, Option<String>), f64> {
+    c.query(
+        "SELECT metric, label, value FROM pq_metrics() WHERE queue = $1",
+        &[&queue],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+    .collect()
+}
+
+#[test]
+fn metrics_count_what_committed_and_gauge_the_pending_jobs() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_metrics')").unwrap();
+    let before = metrics(&mut c, "o_metrics");
+    let counter = |m: &std::collections::HashMap<(String, Option<String>), f64>, name: &str| {
+        m.get(&(name.to_string(), None)).copied().unwrap_or(0.0)
+    };
+    // Three puts commit; one rolls back, one is rolled back to a savepoint.
+    c.batch_execute(
+        "SELECT pq_put('o_metrics', '{}'); SELECT pq_put('o_metrics', '{}', '1h');
+         SELECT pq_put('o_metrics', '{}');
+         BEGIN; SELECT pq_put('o_metrics', '{}'); ROLLBACK;
+         BEGIN; SAVEPOINT s; SELECT pq_put('o_metrics', '{}'); ROLLBACK TO s; COMMIT;",
+    )
+    .unwrap();
+    // One claim commits, one rolls back; one job is held by an open transaction.
+    c.batch_execute(
+        "SELECT * FROM pq_get('o_metrics');
+         BEGIN; SELECT * FROM pq_get('o_metrics'); ROLLBACK;",
+    )
+    .unwrap();
+    let mut holder = connect();
+    let mut tx = holder.transaction().unwrap();
+    assert!(get_one(&mut tx, "o_metrics").is_some());
+    let m = metrics(&mut c, "o_metrics");
+    assert_eq!(counter(&m, "pq_jobs_ready"), 0.0);
+    assert_eq!(counter(&m, "pq_jobs_scheduled"), 1.0);
+    assert_eq!(counter(&m, "pq_jobs_in_flight"), 1.0);
+    assert_eq!(counter(&m, "pq_paused"), 0.0);
+    assert_eq!(
+        counter(&m, "pq_puts_total") - counter(&before, "pq_puts_total"),
+        3.0
+    );
+    assert_eq!(
+        counter(&m, "pq_claims_total") - counter(&before, "pq_claims_total"),
+        1.0
+    );
+    tx.commit().unwrap();
+    let m = metrics(&mut c, "o_metrics");
+    assert_eq!(
+        counter(&m, "pq_claims_total") - counter(&before, "pq_claims_total"),
+        2.0
+    );
+    assert_eq!(counter(&m, "pq_jobs_in_flight"), 0.0);
+    // A blocked get woken by a put: one more wake-up, in a bucket, within a second.
+    let waits = counter(&m, "pq_wake_seconds_count");
+    let mut waiter = connect();
+    let w = thread::spawn(move || {
+        waiter
+            .query("SELECT id FROM pq_get('o_metrics', '10s')", &[])
+            .unwrap()
+            .len()
+    });
+    thread::sleep(Duration::from_millis(300));
+    put(&mut c, "o_metrics");
+    assert_eq!(w.join().unwrap(), 1);
+    let m = metrics(&mut c, "o_metrics");
+    assert_eq!(counter(&m, "pq_wake_seconds_count"), waits + 1.0);
+    let within_a_second = m
+        .get(&(
+            "pq_wake_seconds_bucket".to_string(),
+            Some("le=\"1\"".to_string()),
+        ))
+        .copied()
+        .unwrap();
+    assert_eq!(within_a_second, counter(&m, "pq_wake_seconds_count"));
+    // Task outcomes; pause shows.
+    c.batch_execute(
+        "SELECT pq_put_task('o_metrics', 'x.rot', '[]', external => true);
+         BEGIN; SELECT pq_task_failed(id, 'P0001', 'rotten') FROM pq_get('o_metrics'); COMMIT;
+         SELECT pq_pause('o_metrics');",
+    )
+    .unwrap();
+    let m = metrics(&mut c, "o_metrics");
+    let failed = |m: &std::collections::HashMap<(String, Option<String>), f64>| {
+        m.get(&(
+            "pq_tasks_total".to_string(),
+            Some("outcome=\"failed\"".to_string()),
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    assert_eq!(failed(&m) - failed(&before), 1.0);
+    assert_eq!(counter(&m, "pq_paused"), 1.0);
+    c.batch_execute("SELECT pq_resume('o_metrics')").unwrap();
+}
