@@ -90,7 +90,7 @@ ensure_debs() {
 # when already done.
 ensure_deps() {
     ensure_debs postgresql-15 postgresql-server-dev-15 postgresql-client-15 libclang-dev clang \
-                sudo pkg-config make gcc pgbouncer
+                sudo pkg-config make gcc pgbouncer chromium chromium-driver
     if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
         say "installing cargo-pgrx $PGRX_VERSION (about 4 minutes, once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
@@ -235,13 +235,15 @@ stop_cluster() {
     fi
 }
 
-# A Python virtualenv with Python pq 1.9.1 and psycopg2 from PyPI (benchmarks, interop tests).
+# A Python virtualenv with Python pq 1.9.1 and psycopg2 from PyPI (benchmarks, interop tests),
+# Selenium (the dashboard test drives Debian's chromium through chromium-driver) and
+# prometheus-client (its text-format parser checks /metrics).
 VENV=$ROOT/target/venv
 ensure_venv() {
-    if ! "$VENV/bin/python" -c 'import pq, psycopg2, pytest, matplotlib' 2>/dev/null; then
-        say "creating the Python virtualenv (pq 1.9.1, psycopg2, pytest, matplotlib)"
+    if ! "$VENV/bin/python" -c 'import pq, psycopg2, pytest, matplotlib, selenium, prometheus_client' 2>/dev/null; then
+        say "creating the Python virtualenv (pq 1.9.1, psycopg2, pytest, matplotlib, selenium, prometheus-client)"
         python3 -m venv "$VENV"
-        "$VENV/bin/pip" install -q pq==1.9.1 psycopg2-binary pytest matplotlib
+        "$VENV/bin/pip" install -q pq==1.9.1 psycopg2-binary pytest matplotlib selenium prometheus-client
     fi
 }
 

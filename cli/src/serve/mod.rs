@@ -93,12 +93,19 @@ fn random_token() -> String {
 
 /// An error page: the server's message (with its SQLSTATE), as text.
 fn failure(e: Box<dyn std::error::Error + Send + Sync>) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("pq serve: {}", message(&*e))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("pq serve: {}", message(&*e)),
+    )
+        .into_response()
 }
 
 /// A database error's SQLSTATE and message, which `tokio_postgres::Error` does not display.
 fn message(e: &(dyn std::error::Error + 'static)) -> String {
-    match e.downcast_ref::<tokio_postgres::Error>().and_then(|e| e.as_db_error()) {
+    match e
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.as_db_error())
+    {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     }
@@ -295,6 +302,10 @@ async fn act(State(app): State<Shared>, headers: HeaderMap, Form(a): Form<Action
         Ok(()) => {
             Redirect::to(&format!("/queues/{}", pages::path_segment(&a.queue))).into_response()
         }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("pq serve: {}", message(&*e))).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("pq serve: {}", message(&*e)),
+        )
+            .into_response(),
     }
 }

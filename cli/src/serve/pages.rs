@@ -50,23 +50,20 @@ fn value(samples: &[Sample], metric: &str, queue: &str) -> Option<f64> {
         .map(|s| s.3)
 }
 
-/// A form posting `action` to `/act`, with the token.
-fn button(token: &str, action: &str, queue: &str, id: Option<i64>) -> String {
-    let id = id.map_or(String::new(), |id| {
+/// A form posting `action` to `/act`, with the token. Its button's element id is
+/// `requeue-42` for a job, `pause-apples` for a queue.
+fn button(token: &str, action: &str, queue: &str, job: Option<i64>) -> String {
+    let id = job.map_or(String::new(), |id| {
         format!("<input type=hidden name=id value={id}>")
     });
     format!(
         "<form method=post action=/act><input type=hidden name=token value=\"{}\">\
          <input type=hidden name=action value={action}><input type=hidden name=queue value=\"{}\">{id}\
-         <button name=do id=\"{action}-{}\">{action}</button></form>",
+         <button id=\"{action}-{}\">{action}</button></form>",
         esc(token),
         esc(queue),
-        esc(&id_of(queue, action))
+        job.map_or(path_segment(queue), |i| i.to_string())
     )
-}
-
-fn id_of(queue: &str, action: &str) -> String {
-    format!("{}-{action}", path_segment(queue))
 }
 
 /// Claims per second between samples, as an SVG polyline.
