@@ -152,6 +152,6 @@ COMMENT ON TABLE pq_periodic IS 'Periodic jobs; use pq_schedule, pq_unschedule a
 SELECT pg_catalog.pg_extension_config_dump('pq_periodic', '');
 ALTER TABLE pq_periodic ENABLE ROW LEVEL SECURITY;
 CREATE POLICY pq_own ON pq_periodic
-    USING (pg_catalog.pg_has_role(owner, 'MEMBER'))
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
     WITH CHECK (owner OPERATOR(pg_catalog.=) current_user::regrole);
 GRANT SELECT, INSERT, UPDATE, DELETE ON pq_periodic TO PUBLIC;

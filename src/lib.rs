@@ -27,7 +27,7 @@ mod queue;
 mod tasks;
 
 use operations::retention;
-use plumbing::{table, utility};
+use plumbing::utility;
 use queue::{heads, notify, wake};
 use tasks::{sandbox, worker};
 
@@ -53,11 +53,7 @@ pub extern "C-unwind" fn _PG_init() {
         pg_sys::RegisterXactCallback(Some(wake::on_xact_event), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(wake::on_subxact_event), std::ptr::null_mut());
         pg_sys::CacheRegisterRelcacheCallback(
-            Some(table::on_relcache_invalidation),
-            pg_sys::Datum::from(0),
-        );
-        pg_sys::CacheRegisterRelcacheCallback(
-            Some(operations::controls::on_relcache_invalidation),
+            Some(plumbing::invalidation::on_relcache_invalidation),
             pg_sys::Datum::from(0),
         );
     }

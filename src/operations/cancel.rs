@@ -106,6 +106,13 @@ fn pq_cancel(id: Option<i64>, tbl: Option<pg_sys::Oid>, wait: Option<Interval>) 
         "wait",
         "pass how long to wait for a running claim to end, such as '10s'",
     );
+    if wait.as_millis() > i32::MAX as u128 {
+        crate::plumbing::error::raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("wait must be less than 24 days, got {wait:?}"),
+            "pass how long to wait for a running claim to end, such as '10s'",
+        )
+    }
     let table = QueueTable::resolve(tbl);
     crate::operations::controls::require_update(&table, "cancel jobs of");
     table.require_columns_of_0_5("cancelled jobs");
@@ -117,7 +124,13 @@ fn pq_cancel(id: Option<i64>, tbl: Option<pg_sys::Oid>, wait: Option<Interval>) 
         Status::Done | Status::Failed | Status::Cancelled => return false,
         Status::InFlight => {
             let pid = unsafe { pg_sys::BackendXidGetPid(xmax) };
-            if pid != 0 && pid != unsafe { pg_sys::MyProcPid } {
+            // Still that backend's claim right before the signal (a claimer that committed
+            // meanwhile must not have its next statement cancelled; a tiny window remains,
+            // as with any pg_cancel_backend by pid).
+            let still = unsafe {
+                pg_sys::TransactionIdIsInProgress(xmax) && pg_sys::BackendXidGetPid(xmax) == pid
+            };
+            if pid != 0 && pid != unsafe { pg_sys::MyProcPid } && still {
                 // pg_cancel_backend checks the caller's right to cancel that backend.
                 pinned(|_| {
                     Spi::get_one_with_args::<bool>(
@@ -165,7 +178,7 @@ fn mark_cancelled(
             ),
             &match claimer {
                 Some(p) => format!("its session may be idle in its transaction: SELECT pg_terminate_backend({p}) ends it; then pq_cancel again"),
-                None => "wait longer, e.g. pq_cancel(id, wait => '1m')".to_string(),
+                None => "wait longer, e.g. pq_cancel(id, wait => '1m'); a job held by a prepared transaction waits for its COMMIT PREPARED or ROLLBACK PREPARED".to_string(),
             },
         ),
         Some(f) => f.rethrow(),

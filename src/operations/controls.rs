@@ -8,6 +8,7 @@
 //! that table's cached controls, and it wakes the queue's blocked getters at commit, so a resume
 //! or a raised limit is seen at once.
 
+use crate::plumbing::invalidation::Cache;
 use crate::plumbing::table::QueueTable;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -27,19 +28,6 @@ thread_local! {
     /// Controls per queue table, by queue name (queues without controls are absent).
     static CACHE: RefCell<HashMap<pg_sys::Oid, Rc<HashMap<String, Controls>>>> =
         RefCell::new(HashMap::new());
-    /// Tables whose controls may have changed; `None`: every table.
-    static STALE: RefCell<Vec<Option<pg_sys::Oid>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Relcache invalidation callback, registered in `_PG_init`.
-#[pg_guard]
-pub unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let which = (relid != pg_sys::Oid::INVALID).then_some(relid);
-    STALE.with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            s.push(which);
-        }
-    });
 }
 
 /// The controls of `queue` in `table`, as committed (a blocked get that waits in one long
@@ -56,16 +44,8 @@ pub fn of(table: &QueueTable, queue: &str) -> Controls {
 pub fn all(table: &QueueTable) -> Rc<HashMap<String, Controls>> {
     // SAFETY: processes pending invalidation messages, as any lock acquisition does.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-    let stale = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if !stale.is_empty() {
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if stale.contains(&None) {
-                c.clear();
-            } else {
-                c.retain(|oid, _| !stale.contains(&Some(*oid)));
-            }
-        });
+    if let Some(stale) = crate::plumbing::invalidation::take(Cache::Controls) {
+        CACHE.with(|c| c.borrow_mut().retain(|oid, _| !stale(oid)));
     }
     let cached = CACHE.with(|c| c.borrow().get(&table.oid).cloned());
     cached.unwrap_or_else(|| {
@@ -75,27 +55,28 @@ pub fn all(table: &QueueTable) -> Rc<HashMap<String, Controls>> {
     })
 }
 
-/// Reads the controls of `table`'s queues. A database whose extension predates the controls
-/// table (not yet `ALTER EXTENSION pq UPDATE`d) has none.
+/// Reads the controls of `table`'s queues, with the newest snapshot: a session in a REPEATABLE
+/// READ transaction must not cache (and keep using afterwards) controls its old snapshot saw.
+/// A database whose extension predates the controls table (not yet `ALTER EXTENSION pq
+/// UPDATE`d) has none.
 fn load(table: pg_sys::Oid) -> HashMap<String, Controls> {
     crate::plumbing::pinning::pinned(|_| {
         let Some(name) = controls_table() else {
             return HashMap::new();
         };
         let sql = include_str!("../queries/controls_of.sql").replace("{controls}", &name);
-        Spi::connect(|c| {
-            c.select(&sql, None, &[table.into()])
-                .unwrap_or_else(|e| panic!("reading queue controls: {e}"))
-                .filter_map(|row| {
-                    let queue = row.get::<String>(1).ok().flatten()?;
-                    let controls = Controls {
-                        paused: row.get::<bool>(2).ok().flatten().unwrap_or(false),
-                        limit: row.get::<i32>(3).ok().flatten().map(|n| n.max(1) as u32),
-                    };
-                    Some((queue, controls))
-                })
-                .collect()
-        })
+        let mut controls = HashMap::new();
+        let args = [(pg_sys::OIDOID, pg_sys::Datum::from(table))];
+        crate::plumbing::latest::select(&sql, &args, |col| {
+            // SAFETY: column 1 is text, 2 boolean, 3 integer (controls_of.sql).
+            let queue = col(1).and_then(|d| unsafe { String::from_datum(d, false) });
+            if let Some(queue) = queue {
+                let paused = col(2).is_some_and(|d| d.value() != 0);
+                let limit = col(3).map(|d| (d.value() as i32).max(1) as u32);
+                controls.insert(queue, Controls { paused, limit });
+            }
+        });
+        controls
     })
 }
 
@@ -132,6 +113,16 @@ pub unsafe extern "C-unwind" fn pq_controls_changed_wrapper(
             pgrx::error!("pq_controls_changed() is a trigger function");
         }
         let td = &*(context as *mut pg_sys::TriggerData);
+        let own = crate::plumbing::pinning::pinned(|_| {
+            crate::plumbing::table::extension_relation("pq_queue_controls")
+        });
+        if own.map(|(oid, _)| oid) != Some((*td.tg_relation).rd_id) {
+            crate::plumbing::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                "pq_controls_changed() is the trigger of pq_queue_controls only".into(),
+                "do not attach it to other tables",
+            )
+        }
         let event = td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
         if event == pg_sys::TRIGGER_EVENT_TRUNCATE {
             pg_sys::CacheInvalidateRelcacheAll();

@@ -10,6 +10,7 @@
 //! start again from zero, as Prometheus counters may. Without preload `pq_metrics()` reports
 //! the gauges only.
 
+use crate::plumbing::queue_id::QueueId;
 use crate::plumbing::table::QueueTable;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
@@ -18,8 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Queues counted at once.
 const SLOTS: usize = 512;
-/// Longest queue name counted (longer ones are not).
-const NAME_MAX: usize = 64;
 /// Upper bounds of the wake-up latency histogram's buckets, in microseconds (then +Inf).
 pub const BUCKETS_US: [u64; 7] = [500, 1_000, 2_500, 5_000, 10_000, 100_000, 1_000_000];
 
@@ -46,10 +45,7 @@ impl Counts {
 /// One queue's counters and wake-up latencies.
 #[derive(Copy, Clone)]
 pub struct Slot {
-    db: u32,
-    table: u32,
-    len: u8,
-    name: [u8; NAME_MAX],
+    id: QueueId,
     pub counts: Counts,
     /// Wake-ups per bucket of [`BUCKETS_US`] (the last: slower), their sum in microseconds.
     pub wakes: [u64; BUCKETS_US.len() + 1],
@@ -60,10 +56,7 @@ pub struct Slot {
 impl Default for Slot {
     fn default() -> Self {
         Slot {
-            db: 0,
-            table: 0,
-            len: 0,
-            name: [0; NAME_MAX],
+            id: QueueId::FREE,
             counts: Counts::default(),
             wakes: [0; BUCKETS_US.len() + 1],
             wake_us: 0,
@@ -73,13 +66,9 @@ impl Default for Slot {
 }
 
 impl Slot {
-    fn is(&self, db: u32, table: u32, queue: &[u8]) -> bool {
-        self.db == db && self.table == table && &self.name[..self.len as usize] == queue
-    }
-
     /// The queue name of a slot in use.
     pub fn queue(&self) -> String {
-        String::from_utf8_lossy(&self.name[..self.len as usize]).into_owned()
+        self.id.queue()
     }
 }
 
@@ -118,34 +107,29 @@ pub fn active() -> bool {
 }
 
 /// Runs `f` on the slot of (this database, `table`, `queue`), taking the least recently used
-/// one for a queue not counted yet. Nothing for names longer than [`NAME_MAX`].
+/// one for a queue not counted yet. Nothing for names longer than `queue_id::NAME_MAX`.
 fn with_slot(table: pg_sys::Oid, queue: &str, f: impl FnOnce(&mut Slot)) {
-    if !active() || queue.len() > NAME_MAX {
+    let Some(id) = QueueId::of(table, queue).filter(|_| active()) else {
         return;
-    }
-    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    let (t, name) = (table.to_u32(), queue.as_bytes());
+    };
+    let t = table.to_u32();
     let known = SLOT_OF.with(|c| c.borrow().get(&(t, queue.to_string())).copied());
     let mut m = METRICS.exclusive();
     m.clock += 1;
     let clock = m.clock;
     let found = known
-        .filter(|&i| m.slots[i].is(db, t, name))
-        .or_else(|| m.slots.iter().position(|s| s.is(db, t, name)));
+        .filter(|&i| m.slots[i].id == id)
+        .or_else(|| m.slots.iter().position(|s| s.id == id));
     let i = match found {
         Some(i) => i,
         None => {
             let i = (0..SLOTS)
                 .min_by_key(|&i| m.slots[i].used)
                 .expect("SLOTS > 0");
-            let mut fresh = Slot {
-                db,
-                table: t,
-                len: name.len() as u8,
+            m.slots[i] = Slot {
+                id,
                 ..Slot::default()
             };
-            fresh.name[..name.len()].copy_from_slice(name);
-            m.slots[i] = fresh;
             i
         }
     };
@@ -229,11 +213,10 @@ pub fn of(table: &QueueTable) -> Vec<Slot> {
     if !active() {
         return Vec::new();
     }
-    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let m = METRICS.share();
     m.slots
         .iter()
-        .filter(|s| s.db == db && s.table == table.oid.to_u32() && s.len > 0)
+        .filter(|s| s.id.in_table(table.oid))
         .copied()
         .collect()
 }

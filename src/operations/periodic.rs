@@ -32,43 +32,34 @@ struct Schedule(croner::Cron);
 impl Schedule {
     /// Parses `spec`, raising 22023 with a valid example when it is not a 5-field schedule.
     fn parse(spec: &str) -> Schedule {
-        Schedule::try_parse(spec).unwrap_or_else(|| {
+        Schedule::try_parse(spec).unwrap_or_else(|why| {
             raise(
                 ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("invalid cron schedule {spec:?}: expected 5 fields (minute hour day month weekday)"),
+                format!("invalid cron schedule {spec:?}: {why}"),
                 "use a schedule such as '*/5 * * * *' (every 5 minutes), '0 3 * * *' (03:00 UTC daily) or '@hourly'",
             )
         })
     }
 
-    fn try_parse(spec: &str) -> Option<Schedule> {
+    fn try_parse(spec: &str) -> Result<Schedule, String> {
         let alias = spec.trim_start().starts_with('@');
         if !alias && spec.split_whitespace().count() != 5 {
-            return None;
+            return Err("expected 5 fields (minute hour day month weekday)".into());
         }
-        croner::Cron::from_str(spec.trim()).ok().map(Schedule)
+        croner::Cron::from_str(spec.trim())
+            .map(Schedule)
+            .map_err(|e| e.to_string())
     }
 
-    /// The first tick strictly after `after`.
-    fn next_after(&self, after: TimestampWithTimeZone) -> TimestampWithTimeZone {
+    /// The first tick strictly after `after`; `None` if the schedule never recurs.
+    fn next_after(&self, after: TimestampWithTimeZone) -> Option<TimestampWithTimeZone> {
         use chrono::TimeZone;
         let unix = after.into_inner().saturating_add(PG_EPOCH_MICROS);
         let next = chrono::Utc
             .timestamp_micros(unix)
             .single()
-            .and_then(|t| self.0.find_next_occurrence(&t, false).ok());
-        match next {
-            Some(t) => TimestampWithTimeZone::try_from(t.timestamp_micros() - PG_EPOCH_MICROS)
-                .unwrap_or(TimestampWithTimeZone::try_from(i64::MAX).expect("infinity")),
-            None => raise(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!(
-                    "cron schedule {:?} has no next run",
-                    self.0.pattern.to_string()
-                ),
-                "use a schedule that recurs, such as '0 3 * * *'",
-            ),
-        }
+            .and_then(|t| self.0.find_next_occurrence(&t, false).ok())?;
+        TimestampWithTimeZone::try_from(next.timestamp_micros() - PG_EPOCH_MICROS).ok()
     }
 }
 
@@ -123,6 +114,14 @@ fn pq_schedule(
     let schedule = Schedule::parse(cron);
     let queue = require_queue(queue);
     let data = require(data, "data", "'{\"kind\":\"daily\"}'");
+    let size = data.0.to_string().len();
+    if size > MAX_DATA {
+        raise(
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("a periodic job's data is at most 1 MB, got {size} bytes"),
+            "keep the job's data small: put a reference (an id, a path) to what it works on",
+        )
+    }
     let table = QueueTable::resolve(tbl);
     let may_insert = unsafe {
         pg_sys::pg_class_aclcheck(
@@ -139,7 +138,13 @@ fn pq_schedule(
             &format!("a schedule puts jobs as you: you need INSERT on {t}"),
         )
     }
-    let next = schedule.next_after(clock());
+    let Some(next) = schedule.next_after(clock()) else {
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("cron schedule {cron:?} has no next run"),
+            "use a schedule that recurs, such as '0 3 * * *'",
+        )
+    };
     pinned(|_| {
         run::<TimestampWithTimeZone>(
             include_str!("../queries/schedule.sql"),
@@ -181,85 +186,114 @@ fn pq_unschedule(name: Option<&str>) -> bool {
 /// ```
 #[pg_extern(sql = false)]
 fn pq_run_schedules() -> i32 {
-    run_due()
+    run_due(usize::MAX)
 }
 
-/// One due schedule, as locked by `due_schedules.sql`.
-struct Due {
-    name: String,
-    cron: String,
-    queue: String,
-    data: JsonB,
-    tbl: pg_sys::Oid,
-    owner: pg_sys::Oid,
+/// Longest one schedule's put may take: a slow put (a lock held on its table, a trigger that
+/// sleeps) is cancelled and logged, and never holds up the other schedules for long.
+const PUT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Largest `data` `pq_schedule` accepts: a schedule is a template, not a payload store.
+pub const MAX_DATA: usize = 1 << 20;
+
+/// [`pq_run_schedules`], the body the maintenance worker calls too: one due schedule at a time
+/// (`due_schedules.sql` locks one row), until none is due or `max` were run. Returns how many
+/// jobs it put.
+pub fn run_due(max: usize) -> i32 {
+    let mut put = 0;
+    for _ in 0..max {
+        match run_one() {
+            Some(true) => put += 1,
+            Some(false) => {}
+            None => break,
+        }
+    }
+    put
 }
 
-/// [`pq_run_schedules`]: the body the maintenance worker calls too.
-pub fn run_due() -> i32 {
+/// Runs the first due schedule: `Some(true)` if it put its job, `Some(false)` if it could not
+/// (logged), `None` if nothing is due.
+///
+/// Its put runs as a task runs (`sandbox::run_as`): as the schedule's owner, a
+/// security-restricted operation, every setting it changes undone afterwards, within
+/// [`PUT_LIMIT`]. So a trigger of the owner's cannot leave a setting behind in the runner's
+/// session (a superuser's, or the maintenance worker's), and cannot stall it.
+pub fn run_one() -> Option<bool> {
     let now = clock();
     pinned(|_| {
-        let sql =
-            include_str!("../queries/due_schedules.sql").replace("{periodic}", &periodic_table());
-        let due: Vec<Due> = Spi::connect_mut(|c| {
-            c.update(&sql, None, &[now.into()])
-                .unwrap_or_else(|e| panic!("periodic jobs: {e}"))
-                .filter_map(|r| {
-                    Some(Due {
-                        name: r.get::<String>(1).ok().flatten()?,
-                        cron: r.get::<String>(2).ok().flatten()?,
-                        queue: r.get::<String>(3).ok().flatten()?,
-                        data: r.get::<JsonB>(4).ok().flatten()?,
-                        tbl: r.get::<pg_sys::Oid>(5).ok().flatten()?,
-                        owner: r.get::<pg_sys::Oid>(6).ok().flatten()?,
-                    })
-                })
-                .collect()
-        });
-        let mut put = 0;
-        for d in due {
-            let mut job = None;
-            // As the owner, in a subtransaction: one schedule that cannot put (a dropped table,
-            // a revoked privilege, a bad cron) is logged and moved on, never blocking the rest.
-            let failure = crate::plumbing::subxact::catching(|| {
-                crate::tasks::sandbox::as_role(
-                    d.owner,
-                    pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-                    || {
-                        let table = QueueTable::resolve(Some(d.tbl));
-                        let data = JsonB(d.data.0.clone());
-                        job = Some(crate::queue::put::insert(
-                            &table,
-                            &d.queue,
-                            data.into(),
-                            None,
-                            None,
-                            None,
-                        ));
-                    },
-                )
-            });
-            if let Some(f) = &failure {
-                pgrx::warning!(
-                    "pq: periodic job {:?} could not put its job ({}: {})",
-                    d.name,
-                    f.sqlstate,
-                    f.message
-                );
-                job = None;
+        let periodic = periodic_table();
+        let sql = include_str!("../queries/due_schedules.sql").replace("{periodic}", &periodic);
+        Spi::connect_mut(|c| {
+            let rows = c
+                .update(&sql, None, &[now.into()])
+                .unwrap_or_else(|e| panic!("periodic jobs: {e}"));
+            if rows.is_empty() {
+                return None;
             }
-            put += job.is_some() as i32;
-            let next = match Schedule::try_parse(&d.cron) {
-                Some(s) => s.next_after(now),
-                // A schedule written by hand that does not parse tries again in an hour.
-                None => {
-                    TimestampWithTimeZone::try_from(now.into_inner() + 3_600_000_000).unwrap_or(now)
+            let row = rows.first();
+            let name = row.get::<String>(1).ok().flatten().unwrap_or_default();
+            let cron = row.get::<String>(2).ok().flatten().unwrap_or_default();
+            let queue = row.get::<String>(3).ok().flatten().unwrap_or_default();
+            let data = row.get_datum_by_ordinal(4).ok().flatten();
+            let tbl = row.get::<pg_sys::Oid>(5).ok().flatten();
+            let owner = row
+                .get::<pg_sys::Oid>(6)
+                .ok()
+                .flatten()
+                .unwrap_or(pg_sys::Oid::INVALID);
+            let next = Schedule::try_parse(&cron)
+                .ok()
+                .and_then(|s| s.next_after(now));
+            let mut job = None;
+            let owner_exists = !unsafe { pg_sys::GetUserNameFromId(owner, true) }.is_null();
+            if !owner_exists {
+                pgrx::warning!("pq: periodic job {name:?} belongs to a role that no longer exists; it stops (pq_unschedule it)");
+            } else if let (Some(data), Some(tbl)) = (data, tbl) {
+                let deadline = crate::tasks::sandbox::Deadline::arm(Some(PUT_LIMIT));
+                let failure = crate::plumbing::subxact::catching(|| {
+                    crate::tasks::sandbox::run_as(owner, || {
+                        let table = QueueTable::resolve(Some(tbl));
+                        // SAFETY: a jsonb datum of the row above, alive until this SPI call ends.
+                        let data = unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) };
+                        job = Some(crate::queue::put::insert(
+                            &table, &queue, data, None, None, None,
+                        ));
+                    })
+                });
+                let timed_out = deadline.expired();
+                drop(deadline);
+                if let Some(f) = failure {
+                    if f.is_cancel() && !timed_out {
+                        f.rethrow(); // the runner's own statement was cancelled
+                    }
+                    pgrx::warning!(
+                        "pq: periodic job {name:?} could not put its job ({}: {})",
+                        f.sqlstate,
+                        f.message
+                    );
+                    job = None;
                 }
+            }
+            let next = next.filter(|_| owner_exists);
+            if next.is_none() && owner_exists {
+                pgrx::warning!("pq: periodic job {name:?} has a cron schedule {cron:?} with no next run; it stops");
+            }
+            // No next run (a hand-written schedule that does not parse, or never recurs): never.
+            let next = next.unwrap_or(TimestampWithTimeZone::try_from(i64::MAX).expect("infinity"));
+            let ran = include_str!("../queries/schedule_ran.sql").replace("{periodic}", &periodic);
+            let args = [name.as_str().into(), next.into(), now.into(), job.into()];
+            let mut record = || {
+                c.update(&ran, None, &args)
+                    .unwrap_or_else(|e| panic!("periodic jobs: {e}"));
             };
-            run::<i32>(
-                include_str!("../queries/schedule_ran.sql"),
-                &[d.name.as_str().into(), next.into(), now.into(), job.into()],
-            );
-        }
-        put
+            // As the owner: a runner that is a member of the owning role passes row security
+            // for reading the schedule, but only its owner may write it back.
+            if owner_exists {
+                crate::tasks::sandbox::as_role(owner, 0, record);
+            } else {
+                record();
+            }
+            Some(job.is_some())
+        })
     })
 }

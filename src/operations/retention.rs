@@ -29,6 +29,9 @@ const EVERY: Duration = Duration::from_secs(10);
 /// How often it puts the jobs of due periodic jobs (see `periodic`).
 const TICK: Duration = Duration::from_secs(1);
 
+/// Most schedules it runs in one tick.
+const TICK_MAX: usize = 1000;
+
 /// Longest one batch of the maintenance worker may take (a trigger on the table runs in it).
 const BATCH_LIMIT: Duration = Duration::from_secs(60);
 
@@ -127,23 +130,36 @@ pub fn register_worker() {
         .load();
 }
 
-/// Puts the jobs of the due periodic jobs, once the extension (0.5.0 or later) is created in
-/// the worker's database; a failure is logged, and retried at the next tick.
+/// Puts the jobs of the due periodic jobs, one schedule per transaction, once the extension
+/// (0.5.0 or later) is created in the worker's database; a failure is logged, and retried at the
+/// next tick. At most [`TICK_MAX`] a tick, so purges still get their turn.
 fn run_schedules() {
-    if pinned(|_| crate::plumbing::table::extension_relation("pq_periodic")).is_none() {
-        return;
-    }
-    if let Some(f) = crate::plumbing::subxact::catching(|| {
-        crate::operations::periodic::run_due();
-    }) {
-        if f.is_cancel() {
-            f.rethrow();
+    for _ in 0..TICK_MAX {
+        if BackgroundWorker::sigterm_received() {
+            return;
         }
-        log!(
-            "pq maintenance: periodic jobs failed ({}: {})",
-            f.sqlstate,
-            f.message
-        );
+        let ran = BackgroundWorker::transaction(|| {
+            if pinned(|_| crate::plumbing::table::extension_relation("pq_periodic")).is_none() {
+                return false;
+            }
+            let mut ran = false;
+            if let Some(f) = crate::plumbing::subxact::catching(|| {
+                ran = crate::operations::periodic::run_one().is_some();
+            }) {
+                if f.is_cancel() {
+                    f.rethrow();
+                }
+                log!(
+                    "pq maintenance: periodic jobs failed ({}: {})",
+                    f.sqlstate,
+                    f.message
+                );
+            }
+            ran
+        });
+        if !ran {
+            return;
+        }
     }
 }
 
@@ -165,7 +181,7 @@ pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        BackgroundWorker::transaction(run_schedules);
+        run_schedules();
         if purged.elapsed() < EVERY {
             continue;
         }

@@ -8,9 +8,15 @@
 //! | `subxact` | subtransactions that catch a task's error                       |
 //! | `error`   | SQLSTATE-carrying errors for bad input                          |
 //! | `utility` | the utility hook: `LISTEN`s, the end of prepared transactions   |
+//! | `invalidation` | relcache invalidations, for the per-session caches         |
+//! | `latest`  | reads with the newest snapshot (unique keys, queue controls)      |
+//! | `queue_id` | (database, table, queue) in shared memory                     |
 
 pub mod error;
+pub mod invalidation;
+pub mod latest;
 pub mod pinning;
+pub mod queue_id;
 pub mod subxact;
 pub mod table;
 pub mod utility;

@@ -142,35 +142,17 @@ thread_local! {
     /// Saved plans by (table, statement); plancache replans them when the table changes.
     static PLANS: RefCell<HashMap<(pg_sys::Oid, Stmt), Rc<OwnedPreparedStatement>>> =
         RefCell::new(HashMap::new());
-    /// Tables whose definition changed (renamed, moved, altered, dropped) since their layout
-    /// was checked and their plans were made; `None` in the list: every table.
-    static STALE: RefCell<Vec<Option<pg_sys::Oid>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Relcache invalidation callback, registered in `_PG_init`: the cached layout check and
-/// plans of a table that changed are dropped before its next use. (The plans bake in the
-/// table's qualified name, which a RENAME or SET SCHEMA changes.)
-#[pg_guard]
-pub unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let which = (relid != pg_sys::Oid::INVALID).then_some(relid);
-    STALE.with(|s| {
-        // Never re-entered in practice; a missed mark only delays a replan until the next one.
-        if let Ok(mut s) = s.try_borrow_mut() {
-            s.push(which);
-        }
-    });
-}
-
-/// Forgets what was cached about the tables that changed.
+/// Forgets the layout checks and plans of the tables that changed (renamed, moved, altered,
+/// dropped): the plans bake in the table's qualified name, which a RENAME or SET SCHEMA changes.
 fn forget_stale() {
-    let stale = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if stale.is_empty() {
-        return;
+    if let Some(stale) =
+        crate::plumbing::invalidation::take(crate::plumbing::invalidation::Cache::Tables)
+    {
+        CHECKED.with(|c| c.borrow_mut().retain(|oid, _| !stale(oid)));
+        PLANS.with(|p| p.borrow_mut().retain(|(oid, _), _| !stale(oid)));
     }
-    let all = stale.contains(&None);
-    let hit = |oid: &pg_sys::Oid| all || stale.contains(&Some(*oid));
-    CHECKED.with(|c| c.borrow_mut().retain(|oid, _| !hit(oid)));
-    PLANS.with(|p| p.borrow_mut().retain(|(oid, _), _| !hit(oid)));
 }
 
 impl QueueTable {

@@ -1,7 +1,8 @@
--- Periodic jobs due at $1, locked for this run: another runner skips them, and once this run
--- commits their next_run is in the future.
+-- One periodic job due at $1, locked for this run: another runner skips it, and once this run
+-- commits its next_run is in the future. Its data stays a raw jsonb datum, never decoded.
 SELECT name, cron, q_name, data, tbl, owner
 FROM {periodic}
 WHERE next_run <= $1
 ORDER BY next_run, name
+LIMIT 1
 FOR UPDATE SKIP LOCKED

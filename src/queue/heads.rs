@@ -31,6 +31,7 @@
 //! from the start, as before. Scheduled jobs (`schedule_at` set) are read from their own index
 //! and never affect the head; neither do SQL task claims (`pq_work`), which use theirs.
 
+use crate::plumbing::queue_id::QueueId;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use std::cmp::Ordering;
@@ -81,8 +82,6 @@ impl PartialOrd for Key {
 
 /// Queues tracked at once; past that, the least recently used slot is given to a new queue.
 const SLOTS: usize = 256;
-/// Longest queue name tracked (longer names are claimed from the start, as without preload).
-const NAME_MAX: usize = 64;
 /// Lowerings remembered per queue, so an advance can be clamped below all of them.
 const LOG: usize = 16;
 /// A queue's claims ignore its head at least this often (microseconds): finds anything the
@@ -93,11 +92,8 @@ pub const FULL_SCAN_IDLE_US: i64 = 1_000_000;
 
 #[derive(Copy, Clone)]
 struct Slot {
-    /// The database and table OIDs (databases made from one template share table OIDs); 0: free.
-    db: u32,
-    table: u32,
-    len: u8,
-    name: [u8; NAME_MAX],
+    /// Whose head it is (longer names are claimed from the start, as without preload).
+    id: QueueId,
     head: Key,
     /// When this slot was given to its queue (a sequence number).
     since: u64,
@@ -114,10 +110,7 @@ struct Slot {
 impl Default for Slot {
     fn default() -> Self {
         Slot {
-            db: 0,
-            table: 0,
-            len: 0,
-            name: [0; NAME_MAX],
+            id: QueueId::FREE,
             head: Key::MIN,
             since: 0,
             log: [(0, Key::MIN); LOG],
@@ -138,12 +131,6 @@ impl Slot {
         if key < self.head {
             self.head = key;
         }
-    }
-
-    fn is(&self, table: pg_sys::Oid, queue: &[u8]) -> bool {
-        self.table == table.to_u32()
-            && self.db == unsafe { pg_sys::MyDatabaseId }.to_u32()
-            && &self.name[..self.len as usize] == queue
     }
 }
 
@@ -208,26 +195,20 @@ fn now() -> i64 {
 /// let from = start.map_or(Key::MIN, |s| s.from);
 /// ```
 pub fn start(table: pg_sys::Oid, queue: &str, plain: bool) -> Option<Start> {
-    let name = queue.as_bytes();
-    if !active() || name.len() > NAME_MAX {
-        return None;
-    }
+    let id = QueueId::of(table, queue).filter(|_| active())?;
     let now = now();
     let mut heads = HEADS.exclusive();
     heads.seq += 1;
     let seq = heads.seq;
-    let slot = match heads.slots.iter().position(|s| s.is(table, name)) {
+    let slot = match heads.slots.iter().position(|s| s.id == id) {
         Some(i) => i,
         None => {
             let i = (0..SLOTS)
-                .min_by_key(|&i| (heads.slots[i].table != 0, heads.slots[i].used))
+                .min_by_key(|&i| (heads.slots[i].id.in_use(), heads.slots[i].used))
                 .expect("SLOTS > 0");
             let s = &mut heads.slots[i];
             *s = Slot::default();
-            s.db = unsafe { pg_sys::MyDatabaseId }.to_u32();
-            s.table = table.to_u32();
-            s.len = name.len() as u8;
-            s.name[..name.len()].copy_from_slice(name);
+            s.id = id;
             s.since = seq;
             s.last_full = [now; 2];
             i
@@ -295,14 +276,13 @@ pub fn advance(start: &Start, to: Key) {
 /// Lowers the head of (`table`, `queue`) to `key`: a job there is ready again, or newly
 /// visible. Call it once that is visible to other sessions (after commit or abort).
 pub fn lower(table: pg_sys::Oid, queue: &str, key: Key) {
-    let name = queue.as_bytes();
-    if !active() || name.len() > NAME_MAX {
+    let Some(id) = QueueId::of(table, queue).filter(|_| active()) else {
         return;
-    }
+    };
     let mut heads = HEADS.exclusive();
     heads.seq += 1;
     let seq = heads.seq;
-    let Some(s) = heads.slots.iter_mut().find(|s| s.is(table, name)) else {
+    let Some(s) = heads.slots.iter_mut().find(|s| s.id == id) else {
         return; // no slot: the queue's next claim reads from the start anyway
     };
     s.lower(seq, key);
@@ -314,14 +294,13 @@ pub fn reset_database() {
     if !active() {
         return;
     }
-    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut heads = HEADS.exclusive();
     heads.seq += 1;
     let seq = heads.seq;
     for s in heads
         .slots
         .iter_mut()
-        .filter(|s| s.table != 0 && s.db == db)
+        .filter(|s| s.id.in_use() && s.id.in_this_database())
     {
         s.lower(seq, Key::MIN);
     }

@@ -217,6 +217,14 @@ fn pq_put_many(
                 "pass one key per payload, NULL for a job without one, e.g. key => ARRAY['a', NULL]",
             )
         }
+        if keys.len() > crate::queue::claim::MAX_CLAIMS {
+            raise(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("at most 1000 keyed jobs per call, got {}", keys.len()),
+                "each key holds a lock until commit: put unique jobs 1000 at a time",
+            )
+        }
+        crate::queue::unique::lock_all(&table, queue, &keys);
         let ids: Vec<i64> = payloads
             .into_iter()
             .zip(&keys)

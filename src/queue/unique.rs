@@ -24,15 +24,40 @@ use pgrx::PgSqlErrorCode::*;
 /// ```
 pub fn existing(table: &QueueTable, queue: &str, key: &str) -> Option<i64> {
     table.require_columns_of_0_5("unique jobs");
-    if key.is_empty() {
-        raise(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            "a job's key must not be empty".into(),
-            "pass a key such as 'order-42', or NULL for a job without one",
-        )
-    }
+    check(key);
     lock(table, queue, key);
     lookup(table, queue, key)
+}
+
+/// Longest key, in bytes: keys are indexed, and a btree entry must fit a third of a page.
+pub const MAX_KEY: usize = 1000;
+
+/// Raises 22023 for an empty or too long key.
+fn check(key: &str) {
+    if key.is_empty() || key.len() > MAX_KEY {
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "a job's key must be 1 to {MAX_KEY} bytes, got {}",
+                key.len()
+            ),
+            "pass a key such as 'order-42' (hash a longer one), or NULL for a job without one",
+        )
+    }
+}
+
+/// Takes the locks of several `keys` of (`table`, `queue`) at once, in sorted order, before
+/// their puts: two sessions putting the same keys in different orders then wait on each other
+/// instead of deadlocking.
+pub fn lock_all(table: &QueueTable, queue: &str, keys: &[Option<String>]) {
+    table.require_columns_of_0_5("unique jobs");
+    let mut sorted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for key in sorted {
+        check(key);
+        lock(table, queue, key);
+    }
 }
 
 /// Waits for, then holds until the transaction ends, the advisory lock of (`table`, `queue`,
@@ -61,43 +86,15 @@ fn lock(table: &QueueTable, queue: &str, key: &str) {
 fn lookup(table: &QueueTable, queue: &str, key: &str) -> Option<i64> {
     let sql =
         include_str!("../queries/key_lookup.sql").replace("{table}", &qualified_name(table.oid));
-    let sql = std::ffi::CString::new(sql).expect("no NUL in a statement");
+    let args = [
+        (pg_sys::TEXTOID, queue.into_datum().expect("text")),
+        (pg_sys::TEXTOID, key.into_datum().expect("text")),
+    ];
+    let mut id = None;
     crate::plumbing::pinning::pinned(|_| {
-        Spi::connect(|_| unsafe {
-            // SAFETY: SPI is connected; the plan, its arguments and its result live until
-            // SPI_freeplan and the end of this closure.
-            let mut types = [pg_sys::TEXTOID, pg_sys::TEXTOID];
-            let plan = pg_sys::SPI_prepare(sql.as_ptr(), 2, types.as_mut_ptr());
-            if plan.is_null() {
-                let code = pg_sys::SPI_result;
-                pgrx::error!("preparing the key lookup: SPI error {code}");
-            }
-            let mut values = [
-                queue.into_datum().expect("text"),
-                key.into_datum().expect("text"),
-            ];
-            let mut nulls = [b' ' as std::ffi::c_char; 2];
-            let rc = pg_sys::SPI_execute_snapshot(
-                plan,
-                values.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-                pg_sys::GetLatestSnapshot(),
-                std::ptr::null_mut(),
-                true,
-                false,
-                1,
-            );
-            let mut id = None;
-            if rc == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed == 1 {
-                let tt = pg_sys::SPI_tuptable;
-                let mut null = false;
-                let d = pg_sys::SPI_getbinval(*(*tt).vals, (*tt).tupdesc, 1, &mut null);
-                if !null {
-                    id = Some(d.value() as i64);
-                }
-            }
-            pg_sys::SPI_freeplan(plan);
-            id
+        crate::plumbing::latest::select(&sql, &args, |col| {
+            id = id.or(col(1).map(|d| d.value() as i64));
         })
-    })
+    });
+    id
 }

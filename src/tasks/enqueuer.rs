@@ -146,11 +146,24 @@ unsafe fn row_id(row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> i64 {
     unsafe { get(row, attnum(desc, c"id"), desc) }.map_or(0, |d| d.value() as i64)
 }
 
-/// The number of column `name`; a queue table always has it (its layout is checked).
+/// The number of column `name`, checked to be of the queue layout's type: the trigger reads
+/// datums by type, so on a table of another layout (anyone may attach it to their own tables)
+/// it refuses instead of misreading them.
 unsafe fn attnum(desc: pg_sys::TupleDesc, name: &std::ffi::CStr) -> i32 {
     let n = unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
-    if n <= 0 {
-        pgrx::error!("pq_stamp_enqueuer(): the table has no column {name:?}");
+    let want = match name.to_bytes() {
+        b"id" => pg_sys::INT8OID,
+        b"enqueued_by" => pg_sys::REGROLEOID,
+        b"data" => pg_sys::JSONBOID,
+        b"q_name" => pg_sys::TEXTOID,
+        _ => pg_sys::TIMESTAMPTZOID, // dequeued_at, schedule_at, expected_at
+    };
+    if n <= 0 || unsafe { pg_sys::SPI_gettypeid(desc, n) } != want {
+        crate::plumbing::error::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("pq_stamp_enqueuer() runs on queue tables only: this table's column {name:?} is missing or of another type"),
+            "create queue tables with SELECT pq_create_table('jobs')",
+        )
     }
     n
 }

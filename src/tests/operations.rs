@@ -662,20 +662,19 @@ fn metrics_count_what_committed_and_gauge_the_pending_jobs() {
     let counter = |m: &std::collections::HashMap<(String, Option<String>), f64>, name: &str| {
         m.get(&(name.to_string(), None)).copied().unwrap_or(0.0)
     };
-    // Three puts commit; one rolls back, one is rolled back to a savepoint.
-    c.batch_execute(
-        "SELECT pq_put('o_metrics', '{}'); SELECT pq_put('o_metrics', '{}', '1h');
-         SELECT pq_put('o_metrics', '{}');
-         BEGIN; SELECT pq_put('o_metrics', '{}'); ROLLBACK;
-         BEGIN; SAVEPOINT s; SELECT pq_put('o_metrics', '{}'); ROLLBACK TO s; COMMIT;",
-    )
-    .unwrap();
-    // One claim commits, one rolls back; one job is held by an open transaction.
-    c.batch_execute(
-        "SELECT * FROM pq_get('o_metrics');
-         BEGIN; SELECT * FROM pq_get('o_metrics'); ROLLBACK;",
-    )
-    .unwrap();
+    // Three puts commit; one rolls back, one is rolled back to a savepoint. (One string each:
+    // a BEGIN in a multi-statement string takes the statements before it into its transaction.)
+    for sql in [
+        "SELECT pq_put('o_metrics', '{}'); SELECT pq_put('o_metrics', '{}', '1h')",
+        "SELECT pq_put('o_metrics', '{}')",
+        "BEGIN; SELECT pq_put('o_metrics', '{}'); ROLLBACK",
+        "BEGIN; SAVEPOINT s; SELECT pq_put('o_metrics', '{}'); ROLLBACK TO s; COMMIT",
+        // One claim commits, one rolls back; one job is then held by an open transaction.
+        "SELECT * FROM pq_get('o_metrics')",
+        "BEGIN; SELECT * FROM pq_get('o_metrics'); ROLLBACK",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
     let mut holder = connect();
     let mut tx = holder.transaction().unwrap();
     assert!(get_one(&mut tx, "o_metrics").is_some());
@@ -722,12 +721,13 @@ fn metrics_count_what_committed_and_gauge_the_pending_jobs() {
         .unwrap();
     assert_eq!(within_a_second, counter(&m, "pq_wake_seconds_count"));
     // Task outcomes; pause shows.
-    c.batch_execute(
-        "SELECT pq_put_task('o_metrics', 'x.rot', '[]', external => true);
-         BEGIN; SELECT pq_task_failed(id, 'P0001', 'rotten') FROM pq_get('o_metrics'); COMMIT;
-         SELECT pq_pause('o_metrics');",
-    )
-    .unwrap();
+    for sql in [
+        "SELECT pq_put_task('o_metrics', 'x.rot', '[]', external => true)",
+        "BEGIN; SELECT pq_task_failed(id, 'P0001', 'rotten') FROM pq_get('o_metrics'); COMMIT",
+        "SELECT pq_pause('o_metrics')",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
     let m = metrics(&mut c, "o_metrics");
     let failed = |m: &std::collections::HashMap<(String, Option<String>), f64>| {
         m.get(&(
@@ -740,4 +740,168 @@ fn metrics_count_what_committed_and_gauge_the_pending_jobs() {
     assert_eq!(failed(&m) - failed(&before), 1.0);
     assert_eq!(counter(&m, "pq_paused"), 1.0);
     c.batch_execute("SELECT pq_resume('o_metrics')").unwrap();
+}
+
+#[test]
+fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops_no_other() {
+    let mut c = connect();
+    c.batch_execute(
+        "DO $$ BEGIN CREATE ROLE o_mallory; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         DROP SCHEMA IF EXISTS o_mal CASCADE; CREATE SCHEMA o_mal AUTHORIZATION o_mallory;
+         SELECT pq_unschedule('o_mal_tick'); SELECT pq_unschedule('o_good_tick');
+         DELETE FROM pq_periodic WHERE name = 'o_never';
+         SELECT pq_clear('o_good');",
+    )
+    .unwrap();
+    // A schedule of an unprivileged role, into its own table, whose trigger tries to leave a
+    // search_path (and a read-only default) behind in whoever runs the schedule.
+    c.batch_execute(
+        "SET ROLE o_mallory;
+         SELECT pq_create_table('o_mal.jobs');
+         CREATE FUNCTION o_mal.poison() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+             PERFORM set_config('search_path', 'o_mal, pg_catalog, public', false);
+             PERFORM set_config('default_transaction_read_only', 'on', false);
+             RETURN NEW;
+         END $f$;
+         CREATE TRIGGER poison BEFORE INSERT ON o_mal.jobs FOR EACH ROW EXECUTE FUNCTION o_mal.poison();
+         SELECT pq_schedule('o_mal_tick', '* * * * *', 'x', '{}', 'o_mal.jobs');
+         RESET ROLE;
+         SELECT pq_schedule('o_good_tick', '* * * * *', 'o_good');
+         UPDATE pq_periodic SET next_run = now() - interval '1 minute' WHERE name IN ('o_mal_tick', 'o_good_tick');",
+    )
+    .unwrap();
+    // A hand-written schedule that never recurs (any role may insert its own).
+    c.batch_execute(
+        "INSERT INTO pq_periodic (name, cron, q_name, data, tbl, next_run)
+         VALUES ('o_never', '0 0 31 2 *', 'o_good', '{}', 'queue', now() - interval '1 minute')",
+    )
+    .unwrap();
+    let before: String = c.query_one("SHOW search_path", &[]).unwrap().get(0);
+    c.query_one("SELECT pq_run_schedules()", &[]).unwrap();
+    let after: String = c.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_eq!(
+        after, before,
+        "a schedule's trigger changed the runner's search_path"
+    );
+    let ro: String = c
+        .query_one("SHOW default_transaction_read_only", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ro, "off");
+    let mal: i64 = c
+        .query_one(
+            "SELECT count(*) FROM o_mal.jobs WHERE enqueued_by = 'o_mallory'::regrole",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(mal <= 1, "{mal}"); // the maintenance worker may have run it, once
+    let good: i64 = c
+        .query_one("SELECT count(*) FROM queue WHERE q_name = 'o_good'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(good, 1, "the good schedule ran despite the bad one");
+    let never: bool = c
+        .query_one(
+            "SELECT next_run = 'infinity' FROM pq_periodic WHERE name = 'o_never'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(never, "a schedule with no next run stops");
+    c.batch_execute(
+        "SELECT pq_unschedule('o_good_tick'); DELETE FROM pq_periodic WHERE name IN ('o_never', 'o_mal_tick')",
+    )
+    .unwrap();
+}
+
+#[test]
+fn pq_s_triggers_refuse_tables_of_another_layout() {
+    let mut c = connect();
+    c.batch_execute(
+        "DROP TABLE IF EXISTS o_not_controls, o_not_queue;
+         CREATE TABLE o_not_controls (a oid, b int8);
+         CREATE TRIGGER x AFTER INSERT ON o_not_controls FOR EACH ROW EXECUTE FUNCTION pq_controls_changed();
+         CREATE TABLE o_not_queue (id int8, enqueued_by oid, dequeued_at int, q_name int8, schedule_at int, expected_at int, data int);
+         CREATE TRIGGER y BEFORE INSERT ON o_not_queue FOR EACH ROW EXECUTE FUNCTION pq_stamp_enqueuer();",
+    )
+    .unwrap();
+    for sql in [
+        "INSERT INTO o_not_controls VALUES ('queue'::regclass, 4096)",
+        "INSERT INTO o_not_queue (id, q_name, schedule_at) VALUES (1, 4096, 1)",
+    ] {
+        let e = c.batch_execute(sql).unwrap_err();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(db.code().code(), "42809", "{sql}: {}", db.message());
+    }
+    assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
+}
+
+#[test]
+fn a_repeatable_read_session_sees_a_pause_committed_after_its_snapshot() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_rr_pause'); SELECT pq_resume('o_rr_pause')")
+        .unwrap();
+    for _ in 0..3 {
+        put(&mut c, "o_rr_pause");
+    }
+    let mut b = connect();
+    let mut tx = b
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    tx.query_one("SELECT 1", &[]).unwrap();
+    c.batch_execute("SELECT pq_pause('o_rr_pause')").unwrap();
+    assert_eq!(
+        get_one(&mut tx, "o_rr_pause"),
+        None,
+        "claimed from a paused queue"
+    );
+    tx.commit().unwrap();
+    let mut tx = b.transaction().unwrap();
+    assert_eq!(
+        get_one(&mut tx, "o_rr_pause"),
+        None,
+        "and later, in READ COMMITTED"
+    );
+    tx.commit().unwrap();
+    c.batch_execute("SELECT pq_resume('o_rr_pause')").unwrap();
+}
+
+#[test]
+fn keyed_put_many_in_any_order_never_deadlocks() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_keys_order')").unwrap();
+    let start = Arc::new(Barrier::new(4));
+    let putters: Vec<_> = (0..4)
+        .map(|i| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect();
+                let orders = [["a", "b", "c", "d"], ["d", "c", "b", "a"], ["b", "d", "a", "c"], ["c", "a", "d", "b"]];
+                start.wait();
+                for round in 0..20 {
+                    let keys: Vec<String> = orders[(i + round) % 4].iter().map(|k| k.to_string()).collect();
+                    c.query(
+                        "SELECT * FROM pq_put_many('o_keys_order', ARRAY['{}', '{}', '{}', '{}']::jsonb[], key => $1)",
+                        &[&keys],
+                    )
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for p in putters {
+        p.join().unwrap();
+    }
+    let pending: i64 = c
+        .query_one(
+            "SELECT count(*) FROM queue WHERE q_name = 'o_keys_order' AND dequeued_at IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 4, "one pending job per key");
 }
