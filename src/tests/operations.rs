@@ -750,7 +750,7 @@ fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops
          DROP SCHEMA IF EXISTS o_mal CASCADE; CREATE SCHEMA o_mal AUTHORIZATION o_mallory;
          SELECT pq_unschedule('o_mal_tick'); SELECT pq_unschedule('o_good_tick');
          DELETE FROM pq_periodic WHERE name = 'o_never';
-         SELECT pq_clear('o_good');",
+         SELECT pq_clear('o_good'); SELECT pq_clear('o_never_q');",
     )
     .unwrap();
     // A schedule of an unprivileged role, into its own table, whose trigger tries to leave a
@@ -774,7 +774,7 @@ fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops
     // A hand-written schedule that never recurs (any role may insert its own).
     c.batch_execute(
         "INSERT INTO pq_periodic (name, cron, q_name, data, tbl, next_run)
-         VALUES ('o_never', '0 0 31 2 *', 'o_good', '{}', 'queue', now() - interval '1 minute')",
+         VALUES ('o_never', '0 0 31 2 *', 'o_never_q', '{}', 'queue', now() - interval '1 minute')",
     )
     .unwrap();
     let before: String = c.query_one("SHOW search_path", &[]).unwrap().get(0);

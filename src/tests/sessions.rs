@@ -357,7 +357,8 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT * FROM pq_get('s_bad', batch_size => NULL)", "22023", "NULL"),
         ("SELECT * FROM pq_get('s_bad', batch_size => -1)", "22023", "got -1"),
         // Operating queues (issue 16).
-        ("SELECT pq_put('s_bad', '{}', key => '')", "22023", "key must not be empty"),
+        ("SELECT pq_put('s_bad', '{}', key => '')", "22023", "key must be 1 to 1000 bytes"),
+        ("SELECT pq_put('s_bad', '{}', key => repeat('k', 1001))", "22023", "got 1001"),
         ("SELECT * FROM pq_put_many('s_bad', ARRAY['{}', '{}']::jsonb[], key => ARRAY['a'])", "22023", "one key per job"),
         ("SELECT pq_pause('')", "22023", "must not be empty"),
         ("SELECT pq_pause('s_bad', tbl => 's_private_jobs')", "42501", "UPDATE"),
