@@ -158,15 +158,26 @@ BEGIN
         RETURN;
     END IF;
     -- Pending jobs only, in claim order (ready), by due time (scheduled); in flight: claimed by a
-    -- running transaction, as pq_status says.
+    -- running transaction, which holds its advisory key and is updating its row (as pq_stats
+    -- counts them). No per-row function call: a queue with a million pending jobs is a scan.
     RETURN QUERY EXECUTE format($q$
-        SELECT j.id, j.s, j.enqueued_at, j.schedule_at, j.expected_at, j.data, NULL::text
-        FROM (SELECT q.*, %1$s.pq_status(q.id, %2$L::regclass) AS s
-              FROM %2$s q
-              WHERE q.q_name = $1 AND q.dequeued_at IS NULL) j
-        WHERE j.s = $3
+        WITH held AS (
+            SELECT DISTINCT l.objid FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+              AND l.classid = %1$L::regclass::oid
+              AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+        ), jobs AS (
+            SELECT q.*, (h.objid IS NOT NULL AND q.xmax <> '0'::xid) AS claimed
+            FROM %1$s q LEFT JOIN held h ON h.objid = (q.id & 4294967295)::oid
+            WHERE q.q_name = $1 AND q.dequeued_at IS NULL
+        )
+        SELECT j.id, $3, j.enqueued_at, j.schedule_at, j.expected_at, j.data, NULL::text
+        FROM jobs j
+        WHERE CASE $3 WHEN 'in_flight' THEN j.claimed
+                      WHEN 'ready' THEN NOT j.claimed AND (j.schedule_at IS NULL OR j.schedule_at <= now())
+                      ELSE NOT j.claimed AND j.schedule_at > now() END
         ORDER BY j.schedule_at NULLS FIRST, j.expected_at NULLS LAST, j.id
-        LIMIT $2 $q$, '@extschema@', tbl) USING queue, max_rows, state;
+        LIMIT $2 $q$, tbl) USING queue, max_rows, state;
 END
 $fn$;
 COMMENT ON FUNCTION pq_jobs(text, text, integer, regclass) IS

@@ -100,8 +100,9 @@ $fn$;
 
 -- Per-queue controls (src/operations/controls.rs): paused queues and concurrency limits. A
 -- claim reads them from a per-session cache; the trigger below invalidates every session's
--- cache of the queue table at commit, however the row was written. Anyone may read them (every
--- claimer must); a role may write the controls of a queue table it may UPDATE.
+-- cache of the queue table at commit. Anyone may read them (every claimer must); only pq's
+-- functions write them, as the table's owner, for a role that may UPDATE the queue table (a
+-- role that could write them could also LOCK them, and stall every claim).
 CREATE TABLE pq_queue_controls (
     tbl               regclass NOT NULL,
     q_name            text NOT NULL CHECK (length(q_name) > 0),
@@ -112,16 +113,7 @@ CREATE TABLE pq_queue_controls (
 );
 COMMENT ON TABLE pq_queue_controls IS 'Paused queues and concurrency limits; use pq_pause, pq_resume, pq_set_limit.';
 SELECT pg_catalog.pg_extension_config_dump('pq_queue_controls', '');
-ALTER TABLE pq_queue_controls ENABLE ROW LEVEL SECURITY;
-CREATE POLICY pq_read ON pq_queue_controls FOR SELECT USING (true);
-CREATE POLICY pq_insert ON pq_queue_controls FOR INSERT
-    WITH CHECK (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
-CREATE POLICY pq_update ON pq_queue_controls FOR UPDATE
-    USING (pg_catalog.has_table_privilege(tbl, 'UPDATE'))
-    WITH CHECK (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
-CREATE POLICY pq_delete ON pq_queue_controls FOR DELETE
-    USING (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
-GRANT SELECT, INSERT, UPDATE, DELETE ON pq_queue_controls TO PUBLIC;
+GRANT SELECT ON pq_queue_controls TO PUBLIC;
 
 CREATE FUNCTION pq_controls_changed() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'pq_controls_changed_wrapper';
@@ -131,7 +123,8 @@ CREATE TRIGGER pq_controls_truncated AFTER TRUNCATE ON pq_queue_controls
     FOR EACH STATEMENT EXECUTE FUNCTION pq_controls_changed();
 
 -- Periodic jobs (src/operations/periodic.rs): each due tick enqueues one job as the
--- schedule's owner. A role sees and changes only the schedules of roles it belongs to.
+-- schedule's owner. A role sees only the schedules of roles whose rights it has; only pq's
+-- functions write them (as the table's owner), so no role can lock the table or forge a row.
 CREATE TABLE pq_periodic (
     name       text PRIMARY KEY CHECK (length(name) > 0),
     cron       text NOT NULL,
@@ -147,10 +140,9 @@ CREATE TABLE pq_periodic (
 COMMENT ON TABLE pq_periodic IS 'Periodic jobs; use pq_schedule, pq_unschedule and the pq_schedules view.';
 SELECT pg_catalog.pg_extension_config_dump('pq_periodic', '');
 ALTER TABLE pq_periodic ENABLE ROW LEVEL SECURITY;
-CREATE POLICY pq_own ON pq_periodic
-    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (owner OPERATOR(pg_catalog.=) current_user::regrole);
-GRANT SELECT, INSERT, UPDATE, DELETE ON pq_periodic TO PUBLIC;
+CREATE POLICY pq_own ON pq_periodic FOR SELECT
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+GRANT SELECT ON pq_periodic TO PUBLIC;
 
 -- The puts take key =>; pq_put_task also backoff => and retry_max =>.
 DROP FUNCTION pq_put(text, jsonb, text, text, regclass);
@@ -285,15 +277,26 @@ BEGIN
         RETURN;
     END IF;
     -- Pending jobs only, in claim order (ready), by due time (scheduled); in flight: claimed by a
-    -- running transaction, as pq_status says.
+    -- running transaction, which holds its advisory key and is updating its row (as pq_stats
+    -- counts them). No per-row function call: a queue with a million pending jobs is a scan.
     RETURN QUERY EXECUTE format($q$
-        SELECT j.id, j.s, j.enqueued_at, j.schedule_at, j.expected_at, j.data, NULL::text
-        FROM (SELECT q.*, %1$s.pq_status(q.id, %2$L::regclass) AS s
-              FROM %2$s q
-              WHERE q.q_name = $1 AND q.dequeued_at IS NULL) j
-        WHERE j.s = $3
+        WITH held AS (
+            SELECT DISTINCT l.objid FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+              AND l.classid = %1$L::regclass::oid
+              AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+        ), jobs AS (
+            SELECT q.*, (h.objid IS NOT NULL AND q.xmax <> '0'::xid) AS claimed
+            FROM %1$s q LEFT JOIN held h ON h.objid = (q.id & 4294967295)::oid
+            WHERE q.q_name = $1 AND q.dequeued_at IS NULL
+        )
+        SELECT j.id, $3, j.enqueued_at, j.schedule_at, j.expected_at, j.data, NULL::text
+        FROM jobs j
+        WHERE CASE $3 WHEN 'in_flight' THEN j.claimed
+                      WHEN 'ready' THEN NOT j.claimed AND (j.schedule_at IS NULL OR j.schedule_at <= now())
+                      ELSE NOT j.claimed AND j.schedule_at > now() END
         ORDER BY j.schedule_at NULLS FIRST, j.expected_at NULLS LAST, j.id
-        LIMIT $2 $q$, '@extschema@', tbl) USING queue, max_rows, state;
+        LIMIT $2 $q$, tbl) USING queue, max_rows, state;
 END
 $fn$;
 COMMENT ON FUNCTION pq_jobs(text, text, integer, regclass) IS

@@ -104,8 +104,9 @@ GRANT SELECT ON pq_registered_tasks TO PUBLIC;
 
 -- Per-queue controls (src/operations/controls.rs): paused queues and concurrency limits. A
 -- claim reads them from a per-session cache; the trigger below invalidates every session's
--- cache of the queue table at commit, however the row was written. Anyone may read them (every
--- claimer must); a role may write the controls of a queue table it may UPDATE.
+-- cache of the queue table at commit. Anyone may read them (every claimer must); only pq's
+-- functions write them, as the table's owner, for a role that may UPDATE the queue table (a
+-- role that could write them could also LOCK them, and stall every claim).
 CREATE TABLE pq_queue_controls (
     tbl               regclass NOT NULL,
     q_name            text NOT NULL CHECK (length(q_name) > 0),
@@ -116,16 +117,7 @@ CREATE TABLE pq_queue_controls (
 );
 COMMENT ON TABLE pq_queue_controls IS 'Paused queues and concurrency limits; use pq_pause, pq_resume, pq_set_limit.';
 SELECT pg_catalog.pg_extension_config_dump('pq_queue_controls', '');
-ALTER TABLE pq_queue_controls ENABLE ROW LEVEL SECURITY;
-CREATE POLICY pq_read ON pq_queue_controls FOR SELECT USING (true);
-CREATE POLICY pq_insert ON pq_queue_controls FOR INSERT
-    WITH CHECK (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
-CREATE POLICY pq_update ON pq_queue_controls FOR UPDATE
-    USING (pg_catalog.has_table_privilege(tbl, 'UPDATE'))
-    WITH CHECK (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
-CREATE POLICY pq_delete ON pq_queue_controls FOR DELETE
-    USING (pg_catalog.has_table_privilege(tbl, 'UPDATE'));
-GRANT SELECT, INSERT, UPDATE, DELETE ON pq_queue_controls TO PUBLIC;
+GRANT SELECT ON pq_queue_controls TO PUBLIC;
 
 CREATE FUNCTION pq_controls_changed() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'pq_controls_changed_wrapper';
@@ -135,7 +127,8 @@ CREATE TRIGGER pq_controls_truncated AFTER TRUNCATE ON pq_queue_controls
     FOR EACH STATEMENT EXECUTE FUNCTION pq_controls_changed();
 
 -- Periodic jobs (src/operations/periodic.rs): each due tick enqueues one job as the
--- schedule's owner. A role sees and changes only the schedules of roles it belongs to.
+-- schedule's owner. A role sees only the schedules of roles whose rights it has; only pq's
+-- functions write them (as the table's owner), so no role can lock the table or forge a row.
 CREATE TABLE pq_periodic (
     name       text PRIMARY KEY CHECK (length(name) > 0),
     cron       text NOT NULL,
@@ -151,7 +144,6 @@ CREATE TABLE pq_periodic (
 COMMENT ON TABLE pq_periodic IS 'Periodic jobs; use pq_schedule, pq_unschedule and the pq_schedules view.';
 SELECT pg_catalog.pg_extension_config_dump('pq_periodic', '');
 ALTER TABLE pq_periodic ENABLE ROW LEVEL SECURITY;
-CREATE POLICY pq_own ON pq_periodic
-    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (owner OPERATOR(pg_catalog.=) current_user::regrole);
-GRANT SELECT, INSERT, UPDATE, DELETE ON pq_periodic TO PUBLIC;
+CREATE POLICY pq_own ON pq_periodic FOR SELECT
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+GRANT SELECT ON pq_periodic TO PUBLIC;

@@ -15,6 +15,7 @@ use crate::plumbing::error::require;
 use crate::plumbing::pinning::{pinned, set_saved};
 use crate::plumbing::table::{QueueTable, Stmt};
 use crate::queue::claim::clock;
+
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -43,8 +44,9 @@ impl Status {
     }
 }
 
-/// Job `id`'s status and, when it is in flight, the transaction claiming it.
-fn status(table: &QueueTable, id: i64) -> Option<(Status, pg_sys::TransactionId)> {
+/// Job `id`'s status and, when it is in flight, the backend claiming it: the holder of its
+/// advisory key, while a transaction is updating its row.
+fn status(table: &QueueTable, id: i64) -> Option<(Status, Option<i32>)> {
     pinned(|p| {
         Spi::connect(|client| {
             table.with_plan(p, client, Stmt::Status, |plan| {
@@ -56,13 +58,8 @@ fn status(table: &QueueTable, id: i64) -> Option<(Status, pg_sys::TransactionId)
                 }
                 let row = rows.first();
                 let flag = |i| row.get::<bool>(i).ok().flatten().unwrap_or(false);
-                let xmax = row
-                    .get::<pg_sys::TransactionId>(5)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(pg_sys::InvalidTransactionId);
-                let claimer = crate::queue::claim::being_claimed(xmax);
-                let status = match (flag(1), flag(2), flag(3), claimer, flag(4)) {
+                let holder = row.get::<i32>(6).ok().flatten().filter(|_| flag(5));
+                let status = match (flag(1), flag(2), flag(3), holder.is_some(), flag(4)) {
                     (true, true, _, _, _) => Status::Cancelled,
                     (true, _, true, _, _) => Status::Failed,
                     (true, _, _, _, _) => Status::Done,
@@ -70,7 +67,7 @@ fn status(table: &QueueTable, id: i64) -> Option<(Status, pg_sys::TransactionId)
                     (false, _, _, false, true) => Status::Scheduled,
                     _ => Status::Ready,
                 };
-                Some((status, xmax))
+                Some((status, holder))
             })
         })
     })
@@ -116,20 +113,19 @@ fn pq_cancel(id: Option<i64>, tbl: Option<pg_sys::Oid>, wait: Option<Interval>) 
     let table = QueueTable::resolve(tbl);
     crate::operations::controls::require_update(&table, "cancel jobs of");
     table.require_columns_of_0_5("cancelled jobs");
-    let Some((state, xmax)) = status(&table, id) else {
+    let Some((state, holder)) = status(&table, id) else {
         return false;
     };
     let mut claimer = None;
     match state {
         Status::Done | Status::Failed | Status::Cancelled => return false,
         Status::InFlight => {
-            let pid = unsafe { pg_sys::BackendXidGetPid(xmax) };
+            let pid = holder.unwrap_or(0);
             // Still that backend's claim right before the signal (a claimer that committed
-            // meanwhile must not have its next statement cancelled; a tiny window remains,
-            // as with any pg_cancel_backend by pid).
-            let still = unsafe {
-                pg_sys::TransactionIdIsInProgress(xmax) && pg_sys::BackendXidGetPid(xmax) == pid
-            };
+            // meanwhile must not have its next statement cancelled; a tiny window remains, as
+            // with any pg_cancel_backend by pid).
+            let still =
+                status(&table, id).is_some_and(|(s, h)| s == Status::InFlight && h == Some(pid));
             if pid != 0 && pid != unsafe { pg_sys::MyProcPid } && still {
                 // pg_cancel_backend checks the caller's right to cancel that backend.
                 pinned(|_| {

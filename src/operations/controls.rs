@@ -133,7 +133,7 @@ pub unsafe extern "C-unwind" fn pq_controls_changed_wrapper(
         if event == pg_sys::TRIGGER_EVENT_UPDATE {
             rows.push(td.tg_newtuple);
         }
-        for row in rows {
+        for row in rows.into_iter().filter(|r| !r.is_null()) {
             let (mut null_t, mut null_q) = (false, false);
             let tbl = pg_sys::heap_getattr(row, 1, desc, &mut null_t);
             let queue = pg_sys::heap_getattr(row, 2, desc, &mut null_q);
@@ -165,27 +165,32 @@ pub fn write<T: FromDatum + IntoDatum>(
 ) -> Option<T> {
     require_update(table, &format!("{verb} queue {queue:?} of"));
     crate::plumbing::pinning::pinned(|_| {
-        let Some(controls) = controls_table() else {
+        let Some((oid, owner)) = crate::plumbing::table::extension_relation("pq_queue_controls")
+        else {
             crate::plumbing::error::raise(
                 pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
                 "this database's pq has no queue controls yet".into(),
                 "run ALTER EXTENSION pq UPDATE",
             )
         };
-        let sql = sql.replace("{controls}", &controls);
+        let sql = sql.replace("{controls}", &crate::plumbing::table::qualified_name(oid));
         let mut args = vec![table.oid.into(), queue.into()];
         args.extend(extra);
-        Spi::connect_mut(|c| {
-            let rows = c
-                .update(&sql, None, &args)
-                .unwrap_or_else(|e| panic!("queue controls: {e}"));
-            if rows.is_empty() {
-                None
-            } else {
-                rows.first()
-                    .get_one::<T>()
-                    .unwrap_or_else(|e| panic!("queue controls: {e}"))
-            }
+        // As the controls table's owner (the privilege was checked above): no other role may
+        // write the table, or lock it.
+        crate::tasks::sandbox::as_role(owner, 0, || {
+            Spi::connect_mut(|c| {
+                let rows = c
+                    .update(&sql, None, &args)
+                    .unwrap_or_else(|e| panic!("queue controls: {e}"));
+                if rows.is_empty() {
+                    None
+                } else {
+                    rows.first()
+                        .get_one::<T>()
+                        .unwrap_or_else(|e| panic!("queue controls: {e}"))
+                }
+            })
         })
     })
 }

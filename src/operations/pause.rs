@@ -18,11 +18,12 @@ use pgrx::prelude::*;
 fn pq_pause(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> bool {
     let queue = require_queue(queue);
     let table = QueueTable::resolve(tbl);
+    let me = unsafe { pg_sys::GetUserId() };
     controls::write::<bool>(
         include_str!("../queries/pause.sql"),
         &table,
         queue,
-        None,
+        Some(me.into()),
         "pause",
     )
     .unwrap_or(false)

@@ -63,10 +63,11 @@ impl Schedule {
     }
 }
 
-/// The qualified name of `pq_periodic`. Runs under the pinned search_path.
-fn periodic_table() -> String {
+/// The qualified name of `pq_periodic` and its owner, who alone writes it. Runs under the
+/// pinned search_path.
+fn periodic_table() -> (String, pg_sys::Oid) {
     match crate::plumbing::table::extension_relation("pq_periodic") {
-        Some((oid, _)) => crate::plumbing::table::qualified_name(oid),
+        Some((oid, owner)) => (crate::plumbing::table::qualified_name(oid), owner),
         None => raise(
             ERRCODE_UNDEFINED_TABLE,
             "this database's pq has no periodic jobs yet".into(),
@@ -75,14 +76,18 @@ fn periodic_table() -> String {
     }
 }
 
-/// Runs `sql` (`{periodic}` for the table) with `args`; returns its rows' first columns.
+/// Runs `sql` (`{periodic}` for the table) with `args`, as the table's owner; returns its rows'
+/// first columns. The statements check the caller's rights themselves.
 fn run<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Vec<Option<T>> {
-    let sql = sql.replace("{periodic}", &periodic_table());
-    Spi::connect_mut(|c| {
-        c.update(&sql, None, args)
-            .unwrap_or_else(|e| panic!("periodic jobs: {e}"))
-            .map(|r| r.get::<T>(1).ok().flatten())
-            .collect()
+    let (table, owner) = periodic_table();
+    let sql = sql.replace("{periodic}", &table);
+    crate::tasks::sandbox::as_role(owner, 0, || {
+        Spi::connect_mut(|c| {
+            c.update(&sql, None, args)
+                .unwrap_or_else(|e| panic!("periodic jobs: {e}"))
+                .map(|r| r.get::<T>(1).ok().flatten())
+                .collect()
+        })
     })
 }
 
@@ -145,7 +150,8 @@ fn pq_schedule(
             "use a schedule that recurs, such as '0 3 * * *'",
         )
     };
-    pinned(|_| {
+    let me = unsafe { pg_sys::GetUserId() };
+    let replaced = pinned(|_| {
         run::<TimestampWithTimeZone>(
             include_str!("../queries/schedule.sql"),
             &[
@@ -155,13 +161,18 @@ fn pq_schedule(
                 data.into(),
                 table.oid.into(),
                 next.into(),
+                me.into(),
             ],
         )
-    })
-    .into_iter()
-    .next()
-    .flatten()
-    .unwrap_or(next)
+    });
+    match replaced.into_iter().next().flatten() {
+        Some(next) => next,
+        None => raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("periodic job {name:?} belongs to another role"),
+            "pick another name, or ask its owner to pq_unschedule it",
+        ),
+    }
 }
 
 /// Removes periodic job `name` (one of your own); true if it existed.
@@ -172,9 +183,15 @@ fn pq_schedule(
 #[pg_extern(sql = false)]
 fn pq_unschedule(name: Option<&str>) -> bool {
     let name = require(name, "name", "'nightly-report'");
-    pinned(|_| run::<bool>(include_str!("../queries/unschedule.sql"), &[name.into()]))
-        .into_iter()
-        .any(|r| r == Some(true))
+    let me = unsafe { pg_sys::GetUserId() };
+    pinned(|_| {
+        run::<bool>(
+            include_str!("../queries/unschedule.sql"),
+            &[name.into(), me.into()],
+        )
+    })
+    .into_iter()
+    .any(|r| r == Some(true))
 }
 
 /// Puts one job for every due periodic job (those the caller may see: all of them for a
@@ -220,80 +237,82 @@ pub fn run_due(max: usize) -> i32 {
 /// session (a superuser's, or the maintenance worker's), and cannot stall it.
 pub fn run_one() -> Option<bool> {
     let now = clock();
+    let me = unsafe { pg_sys::GetUserId() };
     pinned(|_| {
-        let periodic = periodic_table();
+        let (periodic, periodic_owner) = periodic_table();
         let sql = include_str!("../queries/due_schedules.sql").replace("{periodic}", &periodic);
-        Spi::connect_mut(|c| {
-            let rows = c
-                .update(&sql, None, &[now.into()])
-                .unwrap_or_else(|e| panic!("periodic jobs: {e}"));
-            if rows.is_empty() {
-                return None;
-            }
-            let row = rows.first();
-            let name = row.get::<String>(1).ok().flatten().unwrap_or_default();
-            let cron = row.get::<String>(2).ok().flatten().unwrap_or_default();
-            let queue = row.get::<String>(3).ok().flatten().unwrap_or_default();
-            let data = row.get_datum_by_ordinal(4).ok().flatten();
-            let tbl = row.get::<pg_sys::Oid>(5).ok().flatten();
-            let owner = row
-                .get::<pg_sys::Oid>(6)
-                .ok()
-                .flatten()
-                .unwrap_or(pg_sys::Oid::INVALID);
-            let next = Schedule::try_parse(&cron)
-                .ok()
-                .and_then(|s| s.next_after(now));
-            let mut job = None;
-            let owner_exists = !unsafe { pg_sys::GetUserNameFromId(owner, true) }.is_null();
-            if !owner_exists {
-                pgrx::warning!("pq: periodic job {name:?} belongs to a role that no longer exists; it stops (pq_unschedule it)");
-            } else if let (Some(data), Some(tbl)) = (data, tbl) {
-                let deadline = crate::tasks::sandbox::Deadline::arm(Some(PUT_LIMIT));
-                let failure = crate::plumbing::subxact::catching(|| {
-                    crate::tasks::sandbox::run_as(owner, || {
-                        let table = QueueTable::resolve(Some(tbl));
-                        // SAFETY: a jsonb datum of the row above, alive until this SPI call ends.
-                        let data = unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) };
-                        job = Some(crate::queue::put::insert(
-                            &table, &queue, data, None, None, None,
-                        ));
-                    })
-                });
-                let timed_out = deadline.expired();
-                drop(deadline);
-                if let Some(f) = failure {
-                    if f.is_cancel() && !timed_out {
-                        f.rethrow(); // the runner's own statement was cancelled
-                    }
-                    pgrx::warning!(
-                        "pq: periodic job {name:?} could not put its job ({}: {})",
-                        f.sqlstate,
-                        f.message
-                    );
-                    job = None;
+        // The table is read and written as its owner, for the schedules whose owner's rights the
+        // caller has; each put runs as its schedule's owner (below).
+        crate::tasks::sandbox::as_role(periodic_owner, 0, || {
+            Spi::connect_mut(|c| {
+                let rows = c
+                    .update(&sql, None, &[now.into(), me.into()])
+                    .unwrap_or_else(|e| panic!("periodic jobs: {e}"));
+                if rows.is_empty() {
+                    return None;
                 }
-            }
-            let next = next.filter(|_| owner_exists);
-            if next.is_none() && owner_exists {
-                pgrx::warning!("pq: periodic job {name:?} has a cron schedule {cron:?} with no next run; it stops");
-            }
-            // No next run (a hand-written schedule that does not parse, or never recurs): never.
-            let next = next.unwrap_or(TimestampWithTimeZone::try_from(i64::MAX).expect("infinity"));
-            let ran = include_str!("../queries/schedule_ran.sql").replace("{periodic}", &periodic);
-            let args = [name.as_str().into(), next.into(), now.into(), job.into()];
-            let mut record = || {
+                let row = rows.first();
+                let name = row.get::<String>(1).ok().flatten().unwrap_or_default();
+                let cron = row.get::<String>(2).ok().flatten().unwrap_or_default();
+                let queue = row.get::<String>(3).ok().flatten().unwrap_or_default();
+                let data = row.get_datum_by_ordinal(4).ok().flatten();
+                let tbl = row.get::<pg_sys::Oid>(5).ok().flatten();
+                let owner = row
+                    .get::<pg_sys::Oid>(6)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(pg_sys::Oid::INVALID);
+                let next = Schedule::try_parse(&cron)
+                    .ok()
+                    .and_then(|s| s.next_after(now));
+                let mut job = None;
+                let owner_exists = !unsafe { pg_sys::GetUserNameFromId(owner, true) }.is_null();
+                if !owner_exists {
+                    pgrx::warning!("pq: periodic job {name:?} belongs to a role that no longer exists; it stops (pq_unschedule it)");
+                } else if let (Some(data), Some(tbl)) = (data, tbl) {
+                    let deadline = crate::tasks::sandbox::Deadline::arm(Some(PUT_LIMIT));
+                    // Session-level advisory locks the owner's code takes are released after the
+                    // put, as after a task: they must not stay with the runner.
+                    let locks = crate::tasks::sandbox::Locks::before();
+                    let failure = crate::plumbing::subxact::catching(|| {
+                        crate::tasks::sandbox::run_as(owner, || {
+                            let table = QueueTable::resolve(Some(tbl));
+                            // SAFETY: a jsonb datum of the row above, alive until this SPI call ends.
+                            let data = unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) };
+                            job = Some(crate::queue::put::insert(
+                                &table, &queue, data, None, None, None,
+                            ));
+                        })
+                    });
+                    locks.release_new();
+                    let timed_out = deadline.expired();
+                    drop(deadline);
+                    if let Some(f) = failure {
+                        if f.is_cancel() && !timed_out {
+                            f.rethrow(); // the runner's own statement was cancelled
+                        }
+                        pgrx::warning!(
+                            "pq: periodic job {name:?} could not put its job ({}: {})",
+                            f.sqlstate,
+                            f.message
+                        );
+                        job = None;
+                    }
+                }
+                let next = next.filter(|_| owner_exists);
+                if next.is_none() && owner_exists {
+                    pgrx::warning!("pq: periodic job {name:?} has a cron schedule {cron:?} with no next run; it stops");
+                }
+                // No next run (a hand-written schedule that does not parse, or never recurs): never.
+                let next =
+                    next.unwrap_or(TimestampWithTimeZone::try_from(i64::MAX).expect("infinity"));
+                let ran =
+                    include_str!("../queries/schedule_ran.sql").replace("{periodic}", &periodic);
+                let args = [name.as_str().into(), next.into(), now.into(), job.into()];
                 c.update(&ran, None, &args)
                     .unwrap_or_else(|e| panic!("periodic jobs: {e}"));
-            };
-            // As the owner: a runner that is a member of the owning role passes row security
-            // for reading the schedule, but only its owner may write it back.
-            if owner_exists {
-                crate::tasks::sandbox::as_role(owner, 0, record);
-            } else {
-                record();
-            }
-            Some(job.is_some())
+                Some(job.is_some())
+            })
         })
     })
 }

@@ -174,7 +174,10 @@ fn run_schedules() {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pq_maintenance_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SIGTERM keeps PostgreSQL's own handler for background workers, which ends the worker at
+    // once with FATAL: no trigger of a table it purges or a schedule it puts can catch that,
+    // so pg_terminate_backend and a fast shutdown always work.
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     BackgroundWorker::connect_worker_to_spi(crate::tasks::worker::database().as_deref(), None);
     let mut purged = std::time::Instant::now();
     while BackgroundWorker::wait_latch(Some(TICK)) {

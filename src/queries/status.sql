@@ -1,9 +1,15 @@
--- What job $1 is at time $2: consumed, cancelled, failed, scheduled for later, and its xmax
--- (a running transaction updating it is claiming it).
-SELECT dequeued_at IS NOT NULL,
-       {cancelled_at} IS NOT NULL,
-       jsonb_typeof(data) = 'object' AND data ? 'failed_at',
-       schedule_at IS NOT NULL AND schedule_at > $2,
-       xmax
-FROM {table}
-WHERE id = $1
+-- What job $1 is at time $2: consumed, cancelled, failed, scheduled for later, whether a
+-- transaction is updating its row (xmax set), and the backend holding its advisory key (a
+-- claimer holds both; an xmax alone may be a finished transaction or a multixact of row locks).
+SELECT q.dequeued_at IS NOT NULL,
+       q.{cancelled_at} IS NOT NULL,
+       jsonb_typeof(q.data) = 'object' AND q.data ? 'failed_at',
+       q.schedule_at IS NOT NULL AND q.schedule_at > $2,
+       q.xmax <> '0'::xid,
+       (SELECT l.pid FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+          AND l.classid = q.tableoid AND l.objid = (q.id & 4294967295)::oid
+          AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+        LIMIT 1)
+FROM {table} q
+WHERE q.id = $1

@@ -72,6 +72,18 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
         let td = &*(context as *mut pg_sys::TriggerData);
         let event = td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
         let is_update = event == pg_sys::TRIGGER_EVENT_UPDATE;
+        // Only as pq_create_table attaches it: BEFORE INSERT OR UPDATE ... FOR EACH ROW. Any
+        // other use (a statement or TRUNCATE trigger has no row) is refused, not misread.
+        let row_level = td.tg_event & pg_sys::TRIGGER_EVENT_ROW != 0;
+        let before = td.tg_event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
+        let insert_or_update = is_update || event == pg_sys::TRIGGER_EVENT_INSERT;
+        if !(row_level && before && insert_or_update) || td.tg_trigtuple.is_null() {
+            crate::plumbing::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                "pq_stamp_enqueuer() must be fired BEFORE INSERT OR UPDATE ... FOR EACH ROW".into(),
+                "queue tables get it from pq_create_table('jobs'); do not attach it otherwise",
+            )
+        }
         let row = if is_update {
             td.tg_newtuple
         } else {

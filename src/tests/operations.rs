@@ -683,6 +683,18 @@ fn metrics_count_what_committed_and_gauge_the_pending_jobs() {
     assert_eq!(counter(&m, "pq_jobs_scheduled"), 1.0);
     assert_eq!(counter(&m, "pq_jobs_in_flight"), 1.0);
     assert_eq!(counter(&m, "pq_paused"), 0.0);
+    // pq_jobs lists the same jobs by state.
+    for (state, n) in [("ready", 0), ("scheduled", 1), ("in_flight", 1)] {
+        let rows = c
+            .query("SELECT id, status FROM pq_jobs('o_metrics', $1)", &[&state])
+            .unwrap();
+        assert_eq!(rows.len(), n, "{state}");
+        assert!(rows.iter().all(|r| r.get::<_, String>(1) == state));
+    }
+    let e = c
+        .query("SELECT * FROM pq_jobs('o_metrics', 'done')", &[])
+        .unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("22023"));
     assert_eq!(
         counter(&m, "pq_puts_total") - counter(&before, "pq_puts_total"),
         3.0
@@ -834,6 +846,23 @@ fn pq_s_triggers_refuse_tables_of_another_layout() {
         let e = c.batch_execute(sql).unwrap_err();
         let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
         assert_eq!(db.code().code(), "42809", "{sql}: {}", db.message());
+    }
+    // A queue layout, but fired as a statement trigger (no row): refused too.
+    c.batch_execute(
+        "DROP TABLE IF EXISTS o_stmt_queue;
+         CREATE TABLE o_stmt_queue (id bigint, q_name text, data jsonb, enqueued_by regrole,
+             dequeued_at timestamptz, schedule_at timestamptz, expected_at timestamptz);
+         CREATE TRIGGER st AFTER TRUNCATE ON o_stmt_queue FOR EACH STATEMENT EXECUTE FUNCTION pq_stamp_enqueuer();
+         CREATE TRIGGER si BEFORE INSERT ON o_stmt_queue FOR EACH STATEMENT EXECUTE FUNCTION pq_stamp_enqueuer();",
+    )
+    .unwrap();
+    for sql in [
+        "TRUNCATE o_stmt_queue",
+        "INSERT INTO o_stmt_queue (id) VALUES (1)",
+    ] {
+        let e = c.batch_execute(sql).unwrap_err();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(db.code().code(), "39P01", "{sql}: {}", db.message());
     }
     assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
 }

@@ -47,6 +47,14 @@ def server(db, sql):
     proc.wait(timeout=10)
 
 
+def eventually(check, seconds=5):
+    """Waits for a click's request to finish: `check` holds within `seconds`."""
+    deadline = time.time() + seconds
+    while not check():
+        assert time.time() < deadline, "not within %s s" % seconds
+        time.sleep(0.05)
+
+
 def fill(sql):
     """Two queues: 'orchard' with a ready, a scheduled and a failed job; 'cellar' paused."""
     sql("SELECT pq_put('orchard', '{\"kind\": \"Cox\"}')")
@@ -95,9 +103,23 @@ def test_actions_need_the_token_and_refuse_other_origins(server, sql):
         urllib.request.urlopen(forged)
     assert e.value.code == 403
     assert sql("SELECT paused FROM pq_stats WHERE queue = 'cellar'") == [(True,)]
-    page = urllib.request.urlopen(server + "/").read().decode()
-    assert TOKEN not in page, "the token is in pages only after /login"
+    response = urllib.request.urlopen(server + "/")
+    page = response.read().decode()
+    assert TOKEN not in page
     assert "rotten" not in page and "<Bramley>" not in page
+    # Never framed (clickjacking), never cached; another Host (DNS rebinding) is refused.
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    rebound = urllib.request.Request(server + "/", headers={"Host": "attacker.example"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(rebound)
+    assert e.value.code == 421
+    # A script may act with the token itself.
+    ok = urllib.request.urlopen(server + "/act", data=form)
+    assert ok.status == 200
+    assert sql("SELECT paused FROM pq_stats WHERE queue = 'cellar'") == [(False,)]
+    sql("SELECT pq_pause('cellar')")
 
 
 @needs_cli
@@ -120,17 +142,20 @@ def test_the_dashboard_in_chromium_requeues_a_failed_job(server, sql):
         assert rows["orchard"].find_element(By.CSS_SELECTOR, "td.ready").text == "1"
         os.makedirs(ARTIFACTS, exist_ok=True)
         browser.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
+        assert TOKEN not in browser.page_source, "pages carry a form nonce, never the token"
         browser.find_element(By.LINK_TEXT, "orchard").click()
+        browser.find_element(By.ID, "show-failed").click()
         failed_row = browser.find_element(By.ID, f"job-{failed}")
         assert "rotten <Bramley>" in failed_row.text
         browser.save_screenshot(os.path.join(ARTIFACTS, "dashboard-queue.png"))
         browser.find_element(By.ID, f"requeue-{failed}").click()
-        assert browser.current_url.endswith("/queues/orchard")
+        eventually(lambda: "/queues/orchard" in browser.current_url)
+        assert "/queues/orchard" in browser.current_url, browser.page_source[:500]
         assert sql("SELECT dequeued_at IS NULL, pq_status(id) FROM queue WHERE id = %s", failed) == [(True, "ready")]
         # Back in the ready list, with a cancel button; and the cellar resumes from the front page.
         assert browser.find_elements(By.ID, f"cancel-{failed}")
         browser.get(server + "/")
         browser.find_element(By.ID, "resume-cellar").click()
-        assert sql("SELECT paused FROM pq_stats WHERE queue = 'cellar'") == [(False,)]
+        eventually(lambda: sql("SELECT paused FROM pq_stats WHERE queue = 'cellar'") == [(False,)])
     finally:
         browser.quit()

@@ -1,11 +1,14 @@
 //! `pq serve`: Prometheus metrics at `/metrics` and a server-rendered dashboard at `/`.
 //!
 //! Reading needs nothing; acting (requeue, cancel, pause, resume) needs the token: open
-//! `/login?token=...` once, which sets a `SameSite=Strict`, `HttpOnly` cookie, and the pages then
-//! carry the token in their forms. A mutation is accepted only with the token in its form (which
-//! another site cannot read from our pages) and, when the browser sends an `Origin`, from this
-//! server's own origin: cross-site request forgery finds nothing to forge. The server binds to
-//! 127.0.0.1 unless `--listen` says otherwise.
+//! `/login?token=...` once, which sets a `SameSite=Strict`, `HttpOnly` session cookie (a random
+//! value of this process, not the token), and the pages then carry a random form nonce. A
+//! mutation is accepted with the session cookie and the nonce (which another site cannot read
+//! from our pages), or with the token itself in the form (scripts), and, when an `Origin` is
+//! sent, only from this server's own origin. Every response forbids framing (no clickjacking)
+//! and caching; a request whose `Host` is not this server's address is refused (no DNS
+//! rebinding). The server binds to 127.0.0.1 unless `--listen` says otherwise, and its database
+//! statements time out after 5 s.
 
 mod pages;
 mod prometheus;
@@ -31,6 +34,11 @@ struct App {
     pool: deadpool_postgres::Pool,
     table: String,
     token: String,
+    /// The session cookie's value and the forms' nonce: random, never the token.
+    session: String,
+    nonce: String,
+    /// The `Host` values this server answers to; empty: any (it listens on every address).
+    hosts: Vec<String>,
     history: Mutex<BTreeMap<String, VecDeque<(Instant, f64)>>>,
 }
 
@@ -44,21 +52,35 @@ pub fn run(
     token: Option<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let token = token.unwrap_or_else(random_token);
-    let config: tokio_postgres::Config = url.parse()?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.options("-c statement_timeout=5s");
     let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(4)
         .build()?;
-    let app = Arc::new(App {
-        pool,
-        table: table.to_string(),
-        token,
-        history: Mutex::new(BTreeMap::new()),
-    });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let port = addr.port();
+        let hosts = if addr.ip().is_unspecified() {
+            Vec::new()
+        } else {
+            let mut h = vec![addr.to_string(), format!("localhost:{port}")];
+            if addr.ip().is_loopback() {
+                h.extend([format!("127.0.0.1:{port}"), format!("[::1]:{port}")]);
+            }
+            h
+        };
+        let app = Arc::new(App {
+            pool,
+            table: table.to_string(),
+            token,
+            session: random_token(),
+            nonce: random_token(),
+            hosts,
+            history: Mutex::new(BTreeMap::new()),
+        });
         println!("pq serve: http://{addr}/  (metrics: http://{addr}/metrics)");
         println!(
             "pq serve: to act, open http://{addr}/login?token={}",
@@ -71,6 +93,7 @@ pub fn run(
             .route("/queues/{queue}", get(queue_page))
             .route("/login", get(login))
             .route("/act", post(act))
+            .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
             .with_state(app);
         axum::serve(listener, routes)
             .with_graceful_shutdown(async {
@@ -79,6 +102,38 @@ pub fn run(
             .await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// Refuses requests for another `Host` (DNS rebinding), and marks every response as not to be
+/// framed (clickjacking), cached, or referred.
+async fn guard(
+    State(app): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !app.hosts.is_empty() && !app.hosts.iter().any(|h| h == host) {
+        return (StatusCode::MISDIRECTED_REQUEST, "pq serve: unknown Host").into_response();
+    }
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "same-origin"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        h.insert(name, header::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// 32 hex digits from the system's random source.
@@ -159,15 +214,15 @@ async fn metrics(State(app): State<Shared>) -> Response {
     }
 }
 
-/// Whether the request carries the token cookie: then the pages offer the actions.
+/// Whether the request carries the session cookie: then the pages offer the actions.
 fn logged_in(app: &App, headers: &HeaderMap) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().strip_prefix("pq_token="))
-        .any(|t| same(t, &app.token))
+        .filter_map(|kv| kv.trim().strip_prefix("pq_session="))
+        .any(|t| same(t, &app.session))
 }
 
 /// Compares in time independent of where they differ.
@@ -179,8 +234,8 @@ async fn index(State(app): State<Shared>, headers: HeaderMap) -> Response {
     match samples(&app).await {
         Ok(s) => {
             let history = app.history.lock().expect("history").clone();
-            let token = logged_in(&app, &headers).then_some(app.token.as_str());
-            Html(pages::index(&app.table, &s, &history, token)).into_response()
+            let nonce = logged_in(&app, &headers).then_some(app.nonce.as_str());
+            Html(pages::index(&app.table, &s, &history, nonce)).into_response()
         }
         Err(e) => failure(e),
     }
@@ -192,12 +247,20 @@ pub type JobRow = (i64, String, String, String, String, String);
 async fn queue_page(
     State(app): State<Shared>,
     Path(queue): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    // Failed jobs are done jobs: listing them reads the table's done jobs, so only on request.
+    let with_failed = q.contains_key("failed");
+    let states: &[&'static str] = if with_failed {
+        &["ready", "scheduled", "in_flight", "failed"]
+    } else {
+        &["ready", "scheduled", "in_flight"]
+    };
     let load = async {
         let c = app.pool.get().await?;
         let mut jobs: Vec<(&'static str, Vec<JobRow>)> = Vec::new();
-        for state in ["ready", "scheduled", "in_flight", "failed"] {
+        for &state in states {
             let rows = c
                 .query_typed(
                     include_str!("../queries/jobs.sql"),
@@ -218,8 +281,8 @@ async fn queue_page(
     };
     match (load.await, samples(&app).await) {
         (Ok(jobs), Ok(s)) => {
-            let token = logged_in(&app, &headers).then_some(app.token.as_str());
-            Html(pages::queue(&queue, &s, &jobs, token)).into_response()
+            let nonce = logged_in(&app, &headers).then_some(app.nonce.as_str());
+            Html(pages::queue(&queue, &s, &jobs, nonce, with_failed)).into_response()
         }
         (Err(e), _) | (_, Err(e)) => failure(e),
     }
@@ -230,7 +293,10 @@ async fn login(State(app): State<Shared>, Query(q): Query<HashMap<String, String
         Some(t) if same(t, &app.token) => (
             [(
                 header::SET_COOKIE,
-                format!("pq_token={}; HttpOnly; SameSite=Strict; Path=/", app.token),
+                format!(
+                    "pq_session={}; HttpOnly; SameSite=Strict; Path=/",
+                    app.session
+                ),
             )],
             Redirect::to("/"),
         )
@@ -239,17 +305,22 @@ async fn login(State(app): State<Shared>, Query(q): Query<HashMap<String, String
     }
 }
 
-/// What the dashboard's buttons post.
+/// What the dashboard's buttons post (`nonce`, with the session cookie), or a script (`token`).
 #[derive(serde::Deserialize)]
 struct Action {
+    #[serde(default)]
     token: String,
+    #[serde(default)]
+    nonce: String,
     action: String,
     queue: String,
     id: Option<i64>,
 }
 
 async fn act(State(app): State<Shared>, headers: HeaderMap, Form(a): Form<Action>) -> Response {
-    if !same(&a.token, &app.token) {
+    let by_token = same(&a.token, &app.token);
+    let by_session = logged_in(&app, &headers) && same(&a.nonce, &app.nonce);
+    if !(by_token || by_session) {
         return (StatusCode::FORBIDDEN, "pq serve: wrong token").into_response();
     }
     if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {

@@ -50,17 +50,17 @@ fn value(samples: &[Sample], metric: &str, queue: &str) -> Option<f64> {
         .map(|s| s.3)
 }
 
-/// A form posting `action` to `/act`, with the token. Its button's element id is
+/// A form posting `action` to `/act`, with the form nonce. Its button's element id is
 /// `requeue-42` for a job, `pause-apples` for a queue.
-fn button(token: &str, action: &str, queue: &str, job: Option<i64>) -> String {
+fn button(nonce: &str, action: &str, queue: &str, job: Option<i64>) -> String {
     let id = job.map_or(String::new(), |id| {
         format!("<input type=hidden name=id value={id}>")
     });
     format!(
-        "<form method=post action=/act><input type=hidden name=token value=\"{}\">\
+        "<form method=post action=/act><input type=hidden name=nonce value=\"{}\">\
          <input type=hidden name=action value={action}><input type=hidden name=queue value=\"{}\">{id}\
          <button id=\"{action}-{}\">{action}</button></form>",
-        esc(token),
+        esc(nonce),
         esc(queue),
         job.map_or(path_segment(queue), |i| i.to_string())
     )
@@ -142,6 +142,7 @@ pub fn queue(
     samples: &[Sample],
     jobs: &[(&str, Vec<JobRow>)],
     token: Option<&str>,
+    with_failed: bool,
 ) -> String {
     let n = |m| value(samples, m, queue).unwrap_or(0.0);
     let paused = n("pq_paused") > 0.0;
@@ -191,6 +192,13 @@ pub fn queue(
             body.push_str("<tr><td colspan=5 class=note>none</td></tr>");
         }
         body.push_str("</table>");
+    }
+    if !with_failed {
+        let _ = write!(
+            body,
+            "<p><a id=show-failed href=\"/queues/{}?failed\">failed jobs</a> <span class=note>(reads the table's done jobs)</span></p>",
+            path_segment(queue)
+        );
     }
     page(queue, &body)
 }
