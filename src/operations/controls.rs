@@ -199,14 +199,7 @@ pub fn write<T: FromDatum + IntoDatum>(
 /// the table's jobs, which the controls of its queues and cancelling its jobs need. `what`
 /// says what was refused (`"pause queue \"apples\" of"`).
 pub fn require_update(table: &QueueTable, what: &str) {
-    let allowed = unsafe {
-        pg_sys::pg_class_aclcheck(
-            table.oid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_UPDATE as pg_sys::AclMode,
-        ) == pg_sys::AclResult::ACLCHECK_OK
-    };
-    if !allowed {
+    if !crate::plumbing::table::may(table.oid, pg_sys::ACL_UPDATE) {
         let name = crate::plumbing::table::qualified_name(table.oid);
         crate::plumbing::error::raise(
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -150,19 +150,9 @@ pub fn on_xact_end() -> Vec<(pg_sys::Oid, String)> {
 
 /// A slot's advisory key: FNV-1a over (table, queue, slot), in the one-bigint key space.
 fn key(table: pg_sys::Oid, queue: &str, slot: u32) -> i64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    let bytes = b"pq-slot"
-        .iter()
-        .chain(table.to_u32().to_le_bytes().iter())
-        .chain(queue.as_bytes())
-        .chain([0u8].iter())
-        .chain(slot.to_le_bytes().iter())
-        .copied()
-        .collect::<Vec<u8>>();
-    for b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    h as i64
+    let oid = table.to_u32().to_le_bytes();
+    let slot = slot.to_le_bytes();
+    crate::plumbing::hash::fnv1a64(&[b"pq-slot", &oid, queue.as_bytes(), &[0], &slot]) as i64
 }
 
 fn try_lock(key: i64) -> bool {

@@ -128,14 +128,7 @@ fn pq_schedule(
         )
     }
     let table = QueueTable::resolve(tbl);
-    let may_insert = unsafe {
-        pg_sys::pg_class_aclcheck(
-            table.oid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_INSERT as pg_sys::AclMode,
-        ) == pg_sys::AclResult::ACLCHECK_OK
-    };
-    if !may_insert {
+    if !crate::plumbing::table::may(table.oid, pg_sys::ACL_INSERT) {
         let t = crate::plumbing::table::qualified_name(table.oid);
         raise(
             ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -11,8 +11,10 @@
 //! | `invalidation` | relcache invalidations, for the per-session caches         |
 //! | `latest`  | reads with the newest snapshot (unique keys, queue controls)      |
 //! | `queue_id` | (database, table, queue) in shared memory                     |
+//! | `hash`    | FNV-1a: stable advisory lock keys and shared-memory slots        |
 
 pub mod error;
+pub mod hash;
 pub mod invalidation;
 pub mod latest;
 pub mod pinning;

@@ -296,6 +296,19 @@ pub fn extension_relation(name: &str) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
     }
 }
 
+/// Whether the current role holds privilege `mode` (`pg_sys::ACL_SELECT`, ...) on table `oid`.
+///
+/// ```ignore
+/// if !table::may(table.oid, pg_sys::ACL_UPDATE) { /* 42501 */ }
+/// ```
+pub fn may(oid: pg_sys::Oid, mode: u32) -> bool {
+    // SAFETY: a catalog check of the current user's rights.
+    unsafe {
+        pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), mode as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
 /// `"schema"."table"` for `oid`, each part quoted by PostgreSQL's own `quote_identifier`.
 pub fn qualified_name(oid: pg_sys::Oid) -> String {
     unsafe {

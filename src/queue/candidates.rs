@@ -89,14 +89,7 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 /// executor's own check), and no row-level security applies. Otherwise `candidates.sql` runs,
 /// so the executor checks column privileges and policies and raises its usual `42501`.
 pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
-    // SAFETY: a catalog check of the current user's rights.
-    !rls && unsafe {
-        pg_sys::pg_class_aclcheck(
-            oid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_SELECT as pg_sys::AclMode,
-        ) == pg_sys::AclResult::ACLCHECK_OK
-    }
+    !rls && crate::plumbing::table::may(oid, pg_sys::ACL_SELECT)
 }
 
 /// Column numbers in a queue table's rows.

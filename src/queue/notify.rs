@@ -84,11 +84,7 @@ pub fn init() {
 }
 
 fn slot(channel: &str) -> usize {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in channel.as_bytes() {
-        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
-    }
-    (h % CHANNELS as u64) as usize
+    (crate::plumbing::hash::fnv1a64(&[channel.as_bytes()]) % CHANNELS as u64) as usize
 }
 
 /// Counts this session as a listener of `channel` (once; until it exits), for the utility

@@ -63,17 +63,9 @@ pub fn lock_all(table: &QueueTable, queue: &str, keys: &[Option<String>]) {
 /// Waits for, then holds until the transaction ends, the advisory lock of (`table`, `queue`,
 /// `key`): a hash in the one-bigint key space. A collision only serializes two keys' puts.
 fn lock(table: &QueueTable, queue: &str, key: &str) {
-    let mut h: u64 = 0xcbf29ce484222325;
     let oid = table.oid.to_u32().to_le_bytes();
-    let bytes = b"pq-key"
-        .iter()
-        .chain(oid.iter())
-        .chain(queue.as_bytes())
-        .chain([0u8].iter())
-        .chain(key.as_bytes());
-    for b in bytes {
-        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
-    }
+    let h =
+        crate::plumbing::hash::fnv1a64(&[b"pq-key", &oid, queue.as_bytes(), &[0], key.as_bytes()]);
     unsafe {
         direct_function_call::<()>(
             pg_sys::pg_advisory_xact_lock_int8,
