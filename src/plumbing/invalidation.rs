@@ -1,5 +1,6 @@
 //! Relcache invalidations, for the per-session caches keyed by queue table: the layout checks
-//! and saved plans (`table`) and the queue controls (`controls`). PostgreSQL calls
+//! and saved plans (`table`), the queue controls (`controls`) and the layouts claims update
+//! directly (`dequeue`). PostgreSQL calls
 //! [`on_relcache_invalidation`] for every relation whose definition changed (or `0`: all of
 //! them); each cache takes the tables marked stale since it last looked and drops them.
 
@@ -11,12 +12,13 @@ use std::cell::RefCell;
 pub enum Cache {
     Tables = 0,
     Controls = 1,
+    Dequeue = 2,
 }
 
 thread_local! {
     /// Per cache: tables whose definition changed since it last looked; `None`: every table.
-    static STALE: [RefCell<Vec<Option<pg_sys::Oid>>>; 2] =
-        const { [RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
+    static STALE: [RefCell<Vec<Option<pg_sys::Oid>>>; 3] =
+        const { [RefCell::new(Vec::new()), RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
 }
 
 /// Relcache invalidation callback, registered in `_PG_init`.

@@ -32,6 +32,9 @@ pub struct Candidate {
     pub key: Key,
     /// Whether it came from the scheduled index (such jobs never move a head).
     pub scheduled: bool,
+    /// The address of the row version read, when read straight from the indexes (see
+    /// `dequeue`).
+    pub tid: Option<pg_sys::ItemPointerData>,
 }
 
 /// The ready and scheduled indexes of a queue table, if it has both.
@@ -260,6 +263,7 @@ pub fn read(
                     id,
                 },
                 scheduled,
+                tid: Some((*t).t_self),
             }
         };
 

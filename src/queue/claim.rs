@@ -169,12 +169,19 @@ fn claim_from(
             if slots.is_some_and(|n| !crate::operations::limits::take(table.oid, queue, n)) {
                 return false;
             }
-            let job = claim_one(pinned, client, table, stmt, c.id, memcx);
+            // Under its advisory lock, a job read from the indexes is marked dequeued directly
+            // where the table allows (see `dequeue`); otherwise, or if its row changed, by SQL.
+            let direct = match (stmt, c.tid) {
+                (Stmt::Claim, Some(tid)) => crate::queue::dequeue::dequeue(table, tid, c.id, memcx),
+                _ => None,
+            };
+            let job = direct.or_else(|| claim_one(pinned, client, table, stmt, c.id, memcx));
             if job.is_none() && slots.is_some() {
                 crate::operations::limits::unused(table.oid, queue);
             }
             match job {
                 Some(job) => {
+                    CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id)));
                     jobs.push(job);
                     claimed = true;
                 }
@@ -267,6 +274,7 @@ fn sql_candidates(
                         id: row.get::<i64>(1).ok().flatten().unwrap_or(0),
                     },
                     scheduled: row.get::<bool>(5).ok().flatten().unwrap_or(true),
+                    tid: None,
                 })
                 .collect();
             for c in &rows {
@@ -388,7 +396,6 @@ fn claim_one(
         let row = rows.first();
         let col = |i| row.get_datum_by_ordinal(i).ok().flatten();
         let data = col(2).expect("data is NOT NULL");
-        CLAIMED.with(|c| c.borrow_mut().insert((table.oid, id)));
         Some(Job {
             id,
             // SAFETY: a jsonb varlena, copied into a context that outlives SPI.

@@ -9,6 +9,7 @@
 //! | `job`        | a claimed job and its payload, as `pq_get` returns it            |
 //! | `candidates` | the ready jobs of a queue in claim order, from its indexes       |
 //! | `claim`      | advisory-lock claiming of the next ready jobs                    |
+//! | `dequeue`    | marking a claimed job dequeued without an executor run           |
 //! | `heads`      | where each queue's claims start (shared memory, when preloaded)  |
 //! | `get`        | `pq_get`                                                         |
 //! | `wait`       | blocking waits                                                   |
@@ -17,6 +18,7 @@
 
 pub mod candidates;
 pub mod claim;
+pub mod dequeue;
 pub mod get;
 pub mod heads;
 pub mod job;
