@@ -60,6 +60,7 @@ pub extern "C-unwind" fn _PG_init() {
     heads::init();
     operations::metrics::init();
     notify::init();
+    crate::queue::layout::init();
     utility::init();
     sandbox::init();
     retention::init();

@@ -1,6 +1,6 @@
 //! Relcache invalidations, for the per-session caches keyed by queue table: the layout checks
-//! and saved plans (`table`), the queue controls (`controls`) and the layouts claims update
-//! directly (`dequeue`). PostgreSQL calls
+//! and saved plans (`table`), the queue controls (`controls`) and the layouts pq writes
+//! directly (`queue::layout`). PostgreSQL calls
 //! [`on_relcache_invalidation`] for every relation whose definition changed (or `0`: all of
 //! them); each cache takes the tables marked stale since it last looked and drops them.
 
@@ -12,7 +12,7 @@ use std::cell::RefCell;
 pub enum Cache {
     Tables = 0,
     Controls = 1,
-    Dequeue = 2,
+    Layouts = 2,
 }
 
 thread_local! {

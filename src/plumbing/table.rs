@@ -309,6 +309,21 @@ pub fn may(oid: pg_sys::Oid, mode: u32) -> bool {
     }
 }
 
+/// Whether the current role may `SELECT` column `attnum` of table `oid` (a table-wide grant
+/// or one on the column), as a `RETURNING` of it needs.
+pub fn may_read_column(oid: pg_sys::Oid, attnum: i32) -> bool {
+    // SAFETY: catalog checks of the current user's rights.
+    may(oid, pg_sys::ACL_SELECT)
+        || unsafe {
+            pg_sys::pg_attribute_aclcheck(
+                oid,
+                attnum as i16,
+                pg_sys::GetUserId(),
+                pg_sys::ACL_SELECT as pg_sys::AclMode,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+        }
+}
+
 /// `"schema"."table"` for `oid`, each part quoted by PostgreSQL's own `quote_identifier`.
 pub fn qualified_name(oid: pg_sys::Oid) -> String {
     unsafe {

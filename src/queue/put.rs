@@ -51,20 +51,26 @@ pub fn insert(
     expected_at: Option<TimestampWithTimeZone>,
     key: Option<&str>,
 ) -> i64 {
-    let mut args = vec![queue.into(), data, schedule_at.into(), expected_at.into()];
-    let stmt = match key {
-        None => Stmt::Put,
-        Some(key) => {
-            if let Some(id) = crate::queue::unique::existing(table, queue, key) {
-                return id;
-            }
-            args.push(key.into());
-            Stmt::PutKeyed
+    if let Some(key) = key {
+        if let Some(id) = crate::queue::unique::existing(table, queue, key) {
+            return id;
         }
-    };
-    let id = table
-        .one::<i64>(stmt, &args)
-        .expect("INSERT ... RETURNING id returns the id");
+    }
+    // Straight into the heap where the table allows (see `enqueue`), else by SQL.
+    let id = crate::queue::enqueue::enqueue(table, queue, &data, schedule_at, expected_at, key)
+        .unwrap_or_else(|| {
+            let mut args = vec![queue.into(), data, schedule_at.into(), expected_at.into()];
+            let stmt = match key {
+                None => Stmt::Put,
+                Some(key) => {
+                    args.push(key.into());
+                    Stmt::PutKeyed
+                }
+            };
+            table
+                .one::<i64>(stmt, &args)
+                .expect("INSERT ... RETURNING id returns the id")
+        });
     crate::queue::wake::announce(table, queue);
     id
 }

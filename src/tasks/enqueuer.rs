@@ -126,7 +126,7 @@ pub unsafe extern "C-unwind" fn pq_stamp_enqueuer_wrapper(
 /// Tells `wake` about a row that is pending (not dequeued) after this insert or update, so
 /// its queue's waiters wake at commit and, if it is ready, its queue's head is lowered to it.
 /// An inserted one is a put, counted (see `metrics`).
-unsafe fn report_pending(
+pub(crate) unsafe fn report_pending(
     table: pg_sys::Oid,
     row: pg_sys::HeapTuple,
     desc: pg_sys::TupleDesc,

@@ -1,8 +1,8 @@
 //! Tests. Here and in `tasks`: `#[pg_test]`s, each inside one rolled-back transaction.
-//! `sessions`, `security`, `heads`, `dequeue` and `operations`: several real connections to the same test
+//! `sessions`, `security`, `heads`, `direct` and `operations`: several real connections to the same test
 //! cluster, for what one transaction cannot show. (The client crate has its own tests, in `client/tests/`.)
 
-mod dequeue;
+mod direct;
 mod heads;
 mod operations;
 mod security;
