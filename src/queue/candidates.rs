@@ -17,7 +17,7 @@
 //! function): a skipped candidate's payload is never detoasted. Reading around the executor
 //! must not read around its checks: only a session holding `SELECT` on the table, and to
 //! which no row-level security applies, reads directly ([`readable`]); the claim itself is an
-//! ordinary `UPDATE`, with its privilege checks, policies and triggers.
+//! `UPDATE`, or its direct equivalent where the table's layout allows (see `dequeue`).
 
 use crate::queue::heads::Key;
 use pgrx::prelude::*;
