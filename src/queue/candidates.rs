@@ -89,10 +89,12 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 
 /// Whether this session may read the candidates of table `oid` directly, given whether row
 /// security applies to it (`rls`, from [`row_security`]): it holds `SELECT` on the table (the
-/// executor's own check), and no row-level security applies. Otherwise `candidates.sql` runs,
+/// executor's own check) and USAGE on its schema (its name lookup's), and no row-level
+/// security applies. Otherwise `candidates.sql` runs,
 /// so the executor checks column privileges and policies and raises its usual `42501`.
 pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
     !rls && crate::plumbing::table::may(oid, pg_sys::ACL_SELECT)
+        && crate::queue::layout::may_reach(oid)
 }
 
 /// Column numbers in a queue table's rows.
@@ -221,6 +223,18 @@ pub fn read(
         let ready = pg_sys::index_open(indexes.ready, lock);
         let sched = pg_sys::index_open(indexes.scheduled, lock);
         let desc = (*heap).rd_att;
+        // The layout checked before the table was locked may have changed since: datums are
+        // read by type, so check it again under the lock.
+        if crate::queue::layout::columns_of(desc).is_none() {
+            crate::plumbing::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!(
+                    "{} is no longer a pq queue table: its columns changed",
+                    crate::plumbing::table::qualified_name(heap_oid)
+                ),
+                "queue tables keep pq_create_table's columns and types",
+            )
+        }
         let col = |name: &std::ffi::CStr| pg_sys::SPI_fnumber(desc, name.as_ptr());
         let cols = Columns {
             id: col(c"id"),

@@ -35,6 +35,7 @@ pub fn dequeue(
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32
         || unsafe { pg_sys::XactReadOnly }
         || !crate::plumbing::table::may(table.oid, pg_sys::ACL_UPDATE)
+        || !crate::queue::layout::may_reach(table.oid)
     {
         return None;
     }

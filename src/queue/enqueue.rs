@@ -33,6 +33,7 @@ pub fn enqueue(
     if unsafe { pg_sys::XactReadOnly }
         || !crate::plumbing::table::may(table.oid, pg_sys::ACL_INSERT)
         || crate::queue::candidates::row_security(table.oid)
+        || !crate::queue::layout::may_reach(table.oid)
     {
         return None;
     }

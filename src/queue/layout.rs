@@ -18,8 +18,8 @@
 //!
 //! Puts further need defaults only on `id` (`nextval` of a sequence) and `enqueued_at`
 //! (`now()`), with no other NOT NULL column they would leave NULL (`puttable`). Anything else
-//! sends the write through SQL, where the executor does it all; so does `pq.direct_writes =
-//! off`, for clusters whose executor hooks (pgaudit, pg_stat_statements) must see every write.
+//! sends the write through SQL, where the executor does it all; so do `pq.direct_writes = off`,
+//! an executor permission hook (sepgsql, pgaudit) and `session_replication_role = replica`.
 
 use pgrx::prelude::*;
 use pgrx::{PgList, PgTupleDesc};
@@ -93,7 +93,7 @@ thread_local! {
 /// # Safety
 /// `rel` must be open (and locked) for the rest of the caller's use of the layout.
 pub unsafe fn of(rel: pg_sys::Relation) -> Option<Layout> {
-    if !DIRECT_WRITES.get() {
+    if !allowed_now() {
         return None;
     }
     unsafe {
@@ -135,22 +135,7 @@ unsafe fn classify(rel: pg_sys::Relation, oids: Vec<pg_sys::Oid>) -> Option<Layo
             return None;
         }
         let desc = (*rel).rd_att;
-        let col = |name: &std::ffi::CStr| {
-            let n = pg_sys::SPI_fnumber(desc, name.as_ptr());
-            (n > 0).then_some(n)
-        };
-        let columns = Columns {
-            id: col(c"id")?,
-            enqueued_at: col(c"enqueued_at")?,
-            dequeued_at: col(c"dequeued_at")?,
-            expected_at: col(c"expected_at")?,
-            schedule_at: col(c"schedule_at")?,
-            q_name: col(c"q_name")?,
-            data: col(c"data")?,
-            enqueued_by: col(c"enqueued_by")
-                .filter(|&n| pg_sys::SPI_gettypeid(desc, n) == pg_sys::REGROLEOID),
-            key: col(c"key").filter(|&n| pg_sys::SPI_gettypeid(desc, n) == pg_sys::TEXTOID),
-        };
+        let columns = columns_of(desc)?;
         let attrs = PgTupleDesc::from_pg_unchecked(desc);
         if attrs
             .iter()
@@ -173,13 +158,76 @@ unsafe fn classify(rel: pg_sys::Relation, oids: Vec<pg_sys::Oid>) -> Option<Layo
         if !checks_ours {
             return None;
         }
-        let puttable = put_defaults(desc, columns);
+        let puttable = put_defaults(desc, columns).filter(|_| pq_trigger_fires((*rel).trigdesc));
         Some(Layout {
             oids,
             indexes,
             columns,
             puttable,
         })
+    }
+}
+
+/// The queue layout's columns in descriptor `desc`, each checked to be of its type with no
+/// typmod: read under the table's lock, since `QueueTable::resolve` checked a definition that
+/// may have changed since (a datum of another type written as this one could crash the server).
+///
+/// # Safety
+/// `desc` is the descriptor of a table open and locked by the caller.
+pub unsafe fn columns_of(desc: pg_sys::TupleDesc) -> Option<Columns> {
+    unsafe {
+        let attrs = PgTupleDesc::from_pg_unchecked(desc);
+        let col = |name: &std::ffi::CStr, ty: pg_sys::Oid| {
+            let n = pg_sys::SPI_fnumber(desc, name.as_ptr());
+            let a = attrs.get((n - 1) as usize).filter(|_| n > 0)?;
+            (a.atttypid == ty && a.atttypmod == -1 && !a.attisdropped).then_some(n)
+        };
+        let ts = pg_sys::TIMESTAMPTZOID;
+        Some(Columns {
+            id: col(c"id", pg_sys::INT8OID)?,
+            enqueued_at: col(c"enqueued_at", ts)?,
+            dequeued_at: col(c"dequeued_at", ts)?,
+            expected_at: col(c"expected_at", ts)?,
+            schedule_at: col(c"schedule_at", ts)?,
+            q_name: col(c"q_name", pg_sys::TEXTOID)?,
+            data: col(c"data", pg_sys::JSONBOID)?,
+            enqueued_by: col(c"enqueued_by", pg_sys::REGROLEOID),
+            key: col(c"key", pg_sys::TEXTOID),
+        })
+    }
+}
+
+/// Whether pq may write directly in this session now: not turned off, no executor permission
+/// hook to satisfy (sepgsql, pgaudit's object audit), and triggers firing as on an origin
+/// (`session_replication_role = replica` would skip pq's, which a direct write cannot).
+pub fn allowed_now() -> bool {
+    // SAFETY: plain globals.
+    DIRECT_WRITES.get()
+        && unsafe { pg_sys::ExecutorCheckPerms_hook }.is_none()
+        && unsafe { pg_sys::SessionReplicationRole }
+            != pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32
+}
+
+/// Whether the current role holds USAGE on the schema of table `oid`, which the executor's
+/// name lookup of the table would need.
+pub fn may_reach(oid: pg_sys::Oid) -> bool {
+    // SAFETY: catalog checks of the current user's rights.
+    unsafe {
+        let schema = pg_sys::get_rel_namespace(oid);
+        #[cfg(feature = "pg15")]
+        let r = pg_sys::pg_namespace_aclcheck(
+            schema,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        #[cfg(not(feature = "pg15"))]
+        let r = pg_sys::object_aclcheck(
+            pg_sys::NamespaceRelationId,
+            schema,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        r == pg_sys::AclResult::ACLCHECK_OK
     }
 }
 
@@ -205,6 +253,24 @@ unsafe fn only_pq_triggers(triggers: *mut pg_sys::TriggerDesc) -> bool {
             pg_sys::fmgr_info(t.tgfoid, &mut finfo);
             finfo.fn_addr.map(|f| f as usize) == Some(ours)
         })
+    }
+}
+
+/// Whether pq's trigger is on the table and enabled (`O` or `A`) for inserts: a put does its
+/// work, which without it would not be done (and `enqueued_by` would stay NULL).
+unsafe fn pq_trigger_fires(triggers: *mut pg_sys::TriggerDesc) -> bool {
+    if triggers.is_null() {
+        return false;
+    }
+    unsafe {
+        std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize)
+            .iter()
+            .any(|t| {
+                let insert = t.tgtype as u32 & pg_sys::TRIGGER_TYPE_INSERT != 0;
+                let enabled = t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ON_ORIGIN
+                    || t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS;
+                insert && enabled
+            })
     }
 }
 
@@ -285,7 +351,7 @@ unsafe fn text_const(node: *mut pg_sys::Node) -> Option<String> {
 }
 
 /// The sequence a put draws ids from, if the only defaults are `id`'s `nextval(seq)` and
-/// `enqueued_at`'s `now()`, and no column a put leaves NULL is NOT NULL.
+/// `enqueued_at`'s `now()`, and no column a put leaves NULL is NOT NULL or of a domain.
 unsafe fn put_defaults(desc: pg_sys::TupleDesc, cols: Columns) -> Option<pg_sys::Oid> {
     unsafe {
         let constr = (*desc).constr;
@@ -294,6 +360,7 @@ unsafe fn put_defaults(desc: pg_sys::TupleDesc, cols: Columns) -> Option<pg_sys:
         }
         let defaults = std::slice::from_raw_parts((*constr).defval, (*constr).num_defval as usize);
         let mut sequence = None;
+        let mut stamped = false;
         for d in defaults {
             let expr = pg_sys::stringToNode(d.adbin) as *mut pg_sys::Node;
             let func = ((*expr).type_ == pg_sys::NodeTag::T_FuncExpr)
@@ -311,7 +378,7 @@ unsafe fn put_defaults(desc: pg_sys::TupleDesc, cols: Columns) -> Option<pg_sys:
                     }
                     sequence = Some(pg_sys::Oid::from((*c).constvalue.value() as u32));
                 }
-                (n, pg_sys::F_NOW) if n == cols.enqueued_at && args.is_empty() => {}
+                (n, pg_sys::F_NOW) if n == cols.enqueued_at && args.is_empty() => stamped = true,
                 _ => return None,
             }
         }
@@ -319,11 +386,16 @@ unsafe fn put_defaults(desc: pg_sys::TupleDesc, cols: Columns) -> Option<pg_sys:
         // expected_at when given; every other column is left NULL.
         let written = [cols.id, cols.enqueued_at, cols.q_name, cols.data];
         let attrs = PgTupleDesc::from_pg_unchecked(desc);
-        let leaves_not_null = attrs.iter().enumerate().any(|(i, a)| {
+        // A NULL the executor would refuse: a NOT NULL column, or a domain (its constraints
+        // are checked on the NULL default too).
+        let refuses_null = attrs.iter().enumerate().any(|(i, a)| {
             let n = i as i32 + 1;
-            a.attnotnull && !a.attisdropped && !written.contains(&n) && Some(n) != cols.enqueued_by
+            !a.attisdropped
+                && !written.contains(&n)
+                && Some(n) != cols.enqueued_by
+                && (a.attnotnull || pg_sys::get_typtype(a.atttypid) as u8 == pg_sys::TYPTYPE_DOMAIN)
         });
-        if leaves_not_null {
+        if refuses_null || !stamped {
             return None;
         }
         sequence

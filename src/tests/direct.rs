@@ -543,3 +543,112 @@ fn claims_leave_rules_checks_triggers_when_clauses_and_own_command_ids_to_the_ex
     assert_eq!(trigger_calls(&mut tx), 2);
     tx.commit().unwrap();
 }
+
+/// What a second review found the direct put skipping, each sent to the executor now: a
+/// column whose type changed while the put waited (written as the old type, it crashed the
+/// server), domains, a dropped default, a disabled trigger, a schema without USAGE.
+#[test]
+fn puts_leave_changed_types_domains_defaults_disabled_triggers_and_schemas_to_the_executor() {
+    use postgres::error::SqlState;
+    let mut a = connect();
+    a.batch_execute("SELECT pq_create_table('dt_race')")
+        .unwrap();
+    // A holds the key; B's keyed put waits for it; C changes schedule_at's type meanwhile.
+    let mut tx = a.transaction().unwrap();
+    tx.batch_execute("SELECT pq_put('dt', '{}', tbl => 'dt_race', key => 'k')")
+        .unwrap();
+    let b = thread::spawn(|| {
+        connect()
+            .batch_execute("SELECT pq_put('dt', '{}', '5m', tbl => 'dt_race', key => 'k')")
+            .map_err(|e| e.code().cloned())
+    });
+    thread::sleep(std::time::Duration::from_millis(300));
+    let c = thread::spawn(|| {
+        connect()
+            .batch_execute(
+                "BEGIN;
+                 DROP TRIGGER pq_enqueued_by ON dt_race;
+                 ALTER TABLE dt_race ALTER schedule_at TYPE text;
+                 CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE ON dt_race
+                     FOR EACH ROW EXECUTE FUNCTION pq_stamp_enqueuer();
+                 COMMIT;",
+            )
+            .unwrap()
+    });
+    thread::sleep(std::time::Duration::from_millis(300));
+    tx.rollback().unwrap();
+    c.join().unwrap();
+    assert_eq!(b.join().unwrap(), Err(Some(SqlState::WRONG_OBJECT_TYPE)));
+    assert_eq!(
+        a.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
+        1,
+        "the server is up"
+    );
+
+    let put = |c: &mut Client, table: &str| {
+        c.query_one(
+            "SELECT pq_put('dt', '{}', tbl => $1::text::regclass)",
+            &[&table],
+        )
+        .map(|r| r.get::<_, i64>(0))
+        .map_err(|e| e.code().cloned())
+    };
+    let mut c = connect();
+    // Domains: a NOT NULL one refuses the NULL, a default one gives its default.
+    c.batch_execute(
+        "SELECT pq_create_table('dt_dom');
+         CREATE DOMAIN dt_nn AS int NOT NULL;
+         CREATE DOMAIN dt_def AS int DEFAULT 42;
+         ALTER TABLE dt_dom ADD COLUMN d dt_def;",
+    )
+    .unwrap();
+    let id = put(&mut c, "dt_dom").unwrap();
+    let d: i32 = c
+        .query_one("SELECT d FROM dt_dom WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(d, 42);
+    c.batch_execute("TRUNCATE dt_dom; ALTER TABLE dt_dom ADD COLUMN n dt_nn")
+        .unwrap();
+    assert_eq!(
+        put(&mut c, "dt_dom"),
+        Err(Some(SqlState::NOT_NULL_VIOLATION))
+    );
+    // No default on enqueued_at: the executor's NOT NULL violation.
+    c.batch_execute(
+        "SELECT pq_create_table('dt_nodef'); ALTER TABLE dt_nodef ALTER enqueued_at DROP DEFAULT",
+    )
+    .unwrap();
+    assert_eq!(
+        put(&mut c, "dt_nodef"),
+        Err(Some(SqlState::NOT_NULL_VIOLATION))
+    );
+    // pq's trigger disabled: nothing stamps enqueued_by.
+    c.batch_execute(
+        "SELECT pq_create_table('dt_off'); ALTER TABLE dt_off DISABLE TRIGGER pq_enqueued_by",
+    )
+    .unwrap();
+    assert_eq!(
+        put(&mut c, "dt_off"),
+        Err(Some(SqlState::NOT_NULL_VIOLATION))
+    );
+    // A schema the role may not use, though it may insert into the table.
+    c.batch_execute(
+        "CREATE SCHEMA dt_hidden; SELECT pq_create_table('dt_hidden.t');
+         DO $$ BEGIN CREATE ROLE dt_producer; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT INSERT, SELECT (id) ON dt_hidden.t TO dt_producer;
+         GRANT USAGE ON SEQUENCE dt_hidden.t_id_seq TO dt_producer;",
+    )
+    .unwrap();
+    let oid: u32 = c
+        .query_one("SELECT 'dt_hidden.t'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    let err = c
+        .batch_execute(&format!(
+            "SET ROLE dt_producer; SELECT pq_put('dt', '{{}}', tbl => {oid}::oid::regclass)"
+        ))
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    c.batch_execute("RESET ROLE").unwrap();
+}
