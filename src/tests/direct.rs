@@ -75,6 +75,14 @@ fn drain(table: &'static str, queue: &'static str) -> Vec<i64> {
         .collect()
 }
 
+/// Runs `sql` (statements, maybe opening a transaction), which must fail with `code`; rolls
+/// back whatever it left open.
+fn fails_with(c: &mut Client, sql: &str, code: &postgres::error::SqlState) {
+    let err = c.batch_execute(sql).unwrap_err();
+    assert_eq!(err.code(), Some(code), "{sql}: {err}");
+    c.batch_execute("ROLLBACK").unwrap();
+}
+
 fn fill(c: &mut Client, table: &str, queue: &str, n: i32) -> HashSet<i64> {
     c.query(
         "SELECT pq_put($1::text, jsonb_build_object('n', i % 10), NULL::timestamptz,
@@ -397,24 +405,16 @@ fn a_user_s_trigger_default_check_and_unique_index_are_honoured_by_puts() {
     );
     c.batch_execute("DROP INDEX dp_user_one_per_time").unwrap();
     // A read-only transaction writes nothing.
-    let err = c
-        .batch_execute("BEGIN READ ONLY; SELECT pq_put('dpu', '{}', tbl => 'dp_user')")
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
-        "{err}"
+    fails_with(
+        &mut c,
+        "BEGIN READ ONLY; SELECT pq_put('dpu', '{}', tbl => 'dp_user')",
+        &postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION,
     );
-    c.batch_execute("ROLLBACK").unwrap();
-    let err = c
-        .batch_execute("BEGIN READ ONLY; SELECT * FROM pq_get('dpu', tbl => 'dp_user')")
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
-        "{err}"
+    fails_with(
+        &mut c,
+        "BEGIN READ ONLY; SELECT * FROM pq_get('dpu', tbl => 'dp_user')",
+        &postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION,
     );
-    c.batch_execute("ROLLBACK").unwrap();
     // The grants the executor wants are wanted: INSERT, the sequence, SELECT on id.
     c.batch_execute(
         "DO $$ BEGIN CREATE ROLE dp_producer; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
