@@ -89,12 +89,27 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 
 /// Whether this session may read the candidates of table `oid` directly, given whether row
 /// security applies to it (`rls`, from [`row_security`]): it holds `SELECT` on the table (the
-/// executor's own check) and USAGE on its schema (its name lookup's), and no row-level
-/// security applies. Otherwise `candidates.sql` runs,
+/// executor's own check) and USAGE on its schema (its name lookup's), no row-level security
+/// applies, and the table has no inheritance children. Otherwise `candidates.sql` runs,
 /// so the executor checks column privileges and policies and raises its usual `42501`.
 pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
     !rls && crate::plumbing::table::may(oid, pg_sys::ACL_SELECT)
         && crate::queue::layout::may_reach(oid)
+        && !has_children(oid)
+}
+
+/// Whether table `oid` may have inheritance children (`INHERITS`): their rows are the table's
+/// to SQL, but not in its indexes, so only `candidates.sql` finds them. (The flag can outlive
+/// the last child until the next VACUUM; that only sends claims to SQL meanwhile.)
+fn has_children(oid: pg_sys::Oid) -> bool {
+    // SAFETY: opened with the lock the candidate read takes anyway, kept to the end of the
+    // transaction.
+    unsafe {
+        let rel = pg_sys::table_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let has = (*(*rel).rd_rel).relhassubclass;
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        has
+    }
 }
 
 /// Column numbers in a queue table's rows.

@@ -652,3 +652,32 @@ fn puts_leave_changed_types_domains_defaults_disabled_triggers_and_schemas_to_th
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     c.batch_execute("RESET ROLE").unwrap();
 }
+
+/// A queue table with an inheritance child: the child's jobs are the table's (to SQL, and so
+/// to claims), though its indexes do not hold them.
+#[test]
+fn a_child_table_s_jobs_are_claimed_through_its_parent() {
+    let mut c = connect();
+    c.batch_execute(
+        "SELECT pq_create_table('dk_parent');
+         CREATE TABLE dk_child () INHERITS (dk_parent);
+         INSERT INTO dk_child (q_name, data, enqueued_by) VALUES ('dk', '{\"child\": true}', current_user::regrole);",
+    )
+    .unwrap();
+    let rows = c
+        .query(
+            "SELECT data::text FROM pq_get('dk', tbl => 'dk_parent')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the child's job is claimed");
+    assert_eq!(rows[0].get::<_, String>(0), r#"{"child": true}"#);
+    let pending: i64 = c
+        .query_one(
+            "SELECT count(*) FROM dk_child WHERE dequeued_at IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0);
+}
