@@ -75,6 +75,15 @@ pub fn claim(
     limit: usize,
     memcx: &mut PgMemoryContexts,
 ) -> Vec<Job> {
+    // The table's lock first, as the executor takes it before its checks: a claim that waited
+    // for a DDL transaction must see the privileges, policies and indexes it committed, not
+    // those `QueueTable::resolve` found before (so resolve again, under the lock).
+    // SAFETY: a lock kept to the end of the transaction, as the candidate read takes anyway.
+    unsafe {
+        let rel = pg_sys::table_open(table.oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+    let table = &QueueTable::resolve(Some(table.oid));
     let controls = crate::operations::controls::of(table, queue);
     if controls.paused {
         return Vec::new(); // see `pause`: its waiters wake on resume

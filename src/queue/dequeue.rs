@@ -31,7 +31,8 @@ pub fn dequeue(
     id: i64,
     memcx: &mut PgMemoryContexts,
 ) -> Option<Job> {
-    // SAFETY: plain globals.
+    // SAFETY: plain globals. (The claim holds the table's lock since before its privilege
+    // checks, see `claim`.)
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32
         || unsafe { pg_sys::XactReadOnly }
         || !crate::plumbing::table::may(table.oid, pg_sys::ACL_UPDATE)

@@ -29,12 +29,8 @@ pub fn enqueue(
     expected_at: Option<TimestampWithTimeZone>,
     key: Option<&str>,
 ) -> Option<i64> {
-    // SAFETY: plain globals.
-    if unsafe { pg_sys::XactReadOnly }
-        || !crate::plumbing::table::may(table.oid, pg_sys::ACL_INSERT)
-        || crate::queue::candidates::row_security(table.oid)
-        || !crate::queue::layout::may_reach(table.oid)
-    {
+    // SAFETY: a plain global.
+    if unsafe { pg_sys::XactReadOnly } {
         return None;
     }
     // SAFETY: the relation is opened with the lock an INSERT takes, kept to the end of the
@@ -42,6 +38,15 @@ pub fn enqueue(
     // owner. The row is formed from datums of the right types for its columns.
     unsafe {
         let rel = pg_sys::table_open(table.oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        // Checked under the lock, as the executor checks: a put that waited for a DDL
+        // transaction sees the privileges and policies it committed.
+        if !crate::plumbing::table::may(table.oid, pg_sys::ACL_INSERT)
+            || crate::queue::candidates::row_security(table.oid)
+            || !crate::queue::layout::may_reach(table.oid)
+        {
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return None;
+        }
         // RETURNING id needs SELECT on it: without, put.sql raises the executor's 42501.
         let layout = crate::queue::layout::of(rel).filter(|l| {
             l.puttable.is_some()

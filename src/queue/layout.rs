@@ -130,12 +130,23 @@ unsafe fn classify(rel: pg_sys::Relation, oids: Vec<pg_sys::Oid>) -> Option<Layo
             || form.relispartition
             || form.relkind as u8 != pg_sys::RELKIND_RELATION
             || form.relhasrules
+            || form.relhassubclass
             || !only_pq_triggers((*rel).trigdesc)
         {
             return None;
         }
         let desc = (*rel).rd_att;
         let columns = columns_of(desc)?;
+        // pq's trigger refuses a table without `enqueued_by`, and stamps a superuser's write
+        // of a NULL one: direct writes need the column, NOT NULL, wherever the trigger is.
+        let stamped_by = columns.enqueued_by.is_some_and(|n| {
+            PgTupleDesc::from_pg_unchecked(desc)
+                .get(n as usize - 1)
+                .is_some_and(|a| a.attnotnull)
+        });
+        if !(*rel).trigdesc.is_null() && !stamped_by {
+            return None;
+        }
         let attrs = PgTupleDesc::from_pg_unchecked(desc);
         if attrs
             .iter()
@@ -526,13 +537,17 @@ impl Layout {
     }
 }
 
-/// `(data->>'function') LIKE '%)'` for jsonb datum `data`: a SQL task's job.
+/// `(data->>'function') LIKE '%)'` for jsonb datum `data`: a SQL task's job. Compared as
+/// bytes (`)` is one byte in every server encoding), so a database that is not UTF-8 is fine.
 unsafe fn is_sql_task(data: pg_sys::Datum) -> bool {
-    let function = unsafe {
-        pgrx::direct_function_call::<String>(
+    unsafe {
+        let function = pgrx::direct_function_call_as_datum(
             pg_sys::jsonb_object_field_text,
             &[Some(data), "function".into_datum()],
-        )
-    };
-    function.is_some_and(|f| f.ends_with(')'))
+        );
+        function.is_some_and(|f| {
+            let text = pg_sys::pg_detoast_datum_packed(f.cast_mut_ptr());
+            pgrx::varlena::varlena_to_byte_slice(text).last() == Some(&b')')
+        })
+    }
 }

@@ -681,3 +681,45 @@ fn a_child_table_s_jobs_are_claimed_through_its_parent() {
         .get(0);
     assert_eq!(pending, 0);
 }
+
+/// A put or claim that waits for a DDL transaction must act on the privileges it committed
+/// (checked under the table's lock, as the executor checks), not on those of before.
+#[test]
+fn a_write_that_waited_for_a_revoke_is_refused() {
+    use postgres::error::SqlState;
+    let mut owner = connect();
+    owner
+        .batch_execute(
+            "SELECT pq_create_table('dv');
+             DO $$ BEGIN CREATE ROLE dv_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT SELECT, INSERT, UPDATE ON dv TO dv_app;
+             GRANT USAGE ON SEQUENCE dv_id_seq TO dv_app;
+             SELECT pq_put('dv', '{}', tbl => 'dv') FROM generate_series(1, 3);",
+        )
+        .unwrap();
+    for (revoke, sql) in [
+        (
+            "REVOKE INSERT ON dv FROM dv_app",
+            "SELECT pq_put('dv', '{}', tbl => 'dv')",
+        ),
+        (
+            "REVOKE SELECT ON dv FROM dv_app",
+            "SELECT * FROM pq_get('dv', tbl => 'dv')",
+        ),
+    ] {
+        let mut app = connect();
+        app.batch_execute("SET ROLE dv_app").unwrap();
+        app.batch_execute(sql).unwrap(); // warm: the table's checks and layout cached
+        let mut tx = owner.transaction().unwrap();
+        tx.batch_execute(&format!("LOCK TABLE dv; {revoke}"))
+            .unwrap();
+        let waiting = thread::spawn(move || app.batch_execute(sql).map_err(|e| e.code().cloned()));
+        thread::sleep(std::time::Duration::from_millis(300));
+        tx.commit().unwrap();
+        assert_eq!(
+            waiting.join().unwrap(),
+            Err(Some(SqlState::INSUFFICIENT_PRIVILEGE)),
+            "{revoke}"
+        );
+    }
+}
