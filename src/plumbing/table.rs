@@ -324,6 +324,29 @@ pub fn may_read_column(oid: pg_sys::Oid, attnum: i32) -> bool {
         }
 }
 
+/// Whether the current role holds USAGE on the schema of table `oid`, which the executor's
+/// name lookup of the table would need.
+pub fn may_reach(oid: pg_sys::Oid) -> bool {
+    // SAFETY: catalog checks of the current user's rights.
+    unsafe {
+        let schema = pg_sys::get_rel_namespace(oid);
+        #[cfg(feature = "pg15")]
+        let r = pg_sys::pg_namespace_aclcheck(
+            schema,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        #[cfg(not(feature = "pg15"))]
+        let r = pg_sys::object_aclcheck(
+            pg_sys::NamespaceRelationId,
+            schema,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        r == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
 /// `"schema"."table"` for `oid`, each part quoted by PostgreSQL's own `quote_identifier`.
 pub fn qualified_name(oid: pg_sys::Oid) -> String {
     unsafe {

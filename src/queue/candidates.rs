@@ -47,9 +47,12 @@ pub struct Indexes {
 /// Finds the ready and scheduled indexes of table `oid` (a catalog query, once per table and
 /// backend: `table` caches it).
 pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
-    // Only a plain table is read directly: a partitioned one has no heap or index data of its
-    // own (its partitions do), and is claimed through candidates.sql.
-    if unsafe { pg_sys::get_rel_relkind(oid) } as u8 != pg_sys::RELKIND_RELATION {
+    // Only a plain table without inheritance children is read directly: a partitioned one has
+    // no heap or index data of its own (its partitions do), and a child's rows are the
+    // table's to SQL but not in its indexes; both are claimed through candidates.sql.
+    if unsafe { pg_sys::get_rel_relkind(oid) } as u8 != pg_sys::RELKIND_RELATION
+        || has_children(oid)
+    {
         return None;
     }
     let att = |name: &str| -> i16 {
@@ -89,34 +92,32 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 
 /// Whether this session may read the candidates of table `oid` directly, given whether row
 /// security applies to it (`rls`, from [`row_security`]): it holds `SELECT` on the table (the
-/// executor's own check) and USAGE on its schema (its name lookup's), no row-level security
-/// applies, and the table has no inheritance children. Otherwise `candidates.sql` runs,
+/// executor's own check) and USAGE on its schema (its name lookup's), and no row-level
+/// security applies. Otherwise `candidates.sql` runs,
 /// so the executor checks column privileges and policies and raises its usual `42501`.
 pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
     !rls && crate::plumbing::table::may(oid, pg_sys::ACL_SELECT)
-        && crate::queue::layout::may_reach(oid)
-        && !has_children(oid)
+        && crate::plumbing::table::may_reach(oid)
 }
 
-/// Whether table `oid` may have inheritance children (`INHERITS`): their rows are the table's
-/// to SQL, but not in its indexes, so only `candidates.sql` finds them. (The flag can outlive
+/// Whether table `oid` may have inheritance children (`INHERITS`). Adding one changes the
+/// table's catalog row, so `table`'s cache of `find` is dropped then. (The flag can outlive
 /// the last child until the next VACUUM; that only sends claims to SQL meanwhile.)
 fn has_children(oid: pg_sys::Oid) -> bool {
-    // SAFETY: opened with the lock the candidate read takes anyway, kept to the end of the
-    // transaction.
+    // SAFETY: a syscache lookup (no lock, as `get_rel_relkind`), released before returning.
     unsafe {
-        let rel = pg_sys::table_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let has = (*(*rel).rd_rel).relhassubclass;
-        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return false;
+        }
+        let has =
+            (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relhassubclass;
+        pg_sys::ReleaseSysCache(tuple);
         has
     }
-}
-
-/// Column numbers in a queue table's rows.
-struct Columns {
-    id: i32,
-    expected_at: i32,
-    data: i32,
 }
 
 /// An open index scan with its scan keys; ended on drop.
@@ -240,7 +241,7 @@ pub fn read(
         let desc = (*heap).rd_att;
         // The layout checked before the table was locked may have changed since: datums are
         // read by type, so check it again under the lock.
-        if crate::queue::layout::columns_of(desc).is_none() {
+        let Some(cols) = crate::queue::layout::columns_of(desc) else {
             crate::plumbing::error::raise(
                 pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
                 format!(
@@ -249,12 +250,6 @@ pub fn read(
                 ),
                 "queue tables keep pq_create_table's columns and types",
             )
-        }
-        let col = |name: &std::ffi::CStr| pg_sys::SPI_fnumber(desc, name.as_ptr());
-        let cols = Columns {
-            id: col(c"id"),
-            expected_at: col(c"expected_at"),
-            data: col(c"data"),
         };
         let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
         let name = queue.into_datum().expect("a text datum");

@@ -5,9 +5,9 @@
 //! write a new row version and add it to the indexes whose predicate admits a dequeued job
 //! (the primary key and `*_done_idx`); the `pq_enqueued_by` trigger changes nothing in a claim
 //! (pq keeps the enqueuer, and a dequeued row is not pending). So the row is updated directly
-//! when, besides the layout, the transaction is READ COMMITTED and may write, and the role holds `UPDATE` on
-//! the table (and, from `candidates::readable`, `SELECT`, with no row-level security
-//! applying). Anything else, and any concurrent change to the row (`heap_update` returning
+//! when, besides the layout, the transaction is READ COMMITTED and may write, and the role
+//! holds `UPDATE` on the table and `USAGE` on its schema (and, from `candidates::readable`,
+//! `SELECT`, with no row-level security applying). Anything else, and any concurrent change to the row (`heap_update` returning
 //! anything but `TM_Ok`), goes through claim.sql, so the executor's checks are never read
 //! around: this only leaves out work whose outcome is known. What a claim returns is read from
 //! the new row version, as `RETURNING` would.
@@ -36,7 +36,7 @@ pub fn dequeue(
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32
         || unsafe { pg_sys::XactReadOnly }
         || !crate::plumbing::table::may(table.oid, pg_sys::ACL_UPDATE)
-        || !crate::queue::layout::may_reach(table.oid)
+        || !crate::plumbing::table::may_reach(table.oid)
     {
         return None;
     }

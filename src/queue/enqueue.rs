@@ -42,7 +42,7 @@ pub fn enqueue(
         // transaction sees the privileges and policies it committed.
         if !crate::plumbing::table::may(table.oid, pg_sys::ACL_INSERT)
             || crate::queue::candidates::row_security(table.oid)
-            || !crate::queue::layout::may_reach(table.oid)
+            || !crate::plumbing::table::may_reach(table.oid)
         {
             pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
             return None;

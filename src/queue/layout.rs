@@ -131,7 +131,7 @@ unsafe fn classify(rel: pg_sys::Relation, oids: Vec<pg_sys::Oid>) -> Option<Layo
             || form.relkind as u8 != pg_sys::RELKIND_RELATION
             || form.relhasrules
             || form.relhassubclass
-            || !only_pq_triggers((*rel).trigdesc)
+            || !only_pq_triggers(triggers(rel))
         {
             return None;
         }
@@ -144,7 +144,7 @@ unsafe fn classify(rel: pg_sys::Relation, oids: Vec<pg_sys::Oid>) -> Option<Layo
                 .get(n as usize - 1)
                 .is_some_and(|a| a.attnotnull)
         });
-        if !(*rel).trigdesc.is_null() && !stamped_by {
+        if !triggers(rel).is_empty() && !stamped_by {
             return None;
         }
         let attrs = PgTupleDesc::from_pg_unchecked(desc);
@@ -169,7 +169,7 @@ unsafe fn classify(rel: pg_sys::Relation, oids: Vec<pg_sys::Oid>) -> Option<Layo
         if !checks_ours {
             return None;
         }
-        let puttable = put_defaults(desc, columns).filter(|_| pq_trigger_fires((*rel).trigdesc));
+        let puttable = put_defaults(desc, columns).filter(|_| pq_trigger_fires(triggers(rel)));
         Some(Layout {
             oids,
             indexes,
@@ -219,69 +219,44 @@ pub fn allowed_now() -> bool {
             != pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32
 }
 
-/// Whether the current role holds USAGE on the schema of table `oid`, which the executor's
-/// name lookup of the table would need.
-pub fn may_reach(oid: pg_sys::Oid) -> bool {
-    // SAFETY: catalog checks of the current user's rights.
-    unsafe {
-        let schema = pg_sys::get_rel_namespace(oid);
-        #[cfg(feature = "pg15")]
-        let r = pg_sys::pg_namespace_aclcheck(
-            schema,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_USAGE as pg_sys::AclMode,
-        );
-        #[cfg(not(feature = "pg15"))]
-        let r = pg_sys::object_aclcheck(
-            pg_sys::NamespaceRelationId,
-            schema,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_USAGE as pg_sys::AclMode,
-        );
-        r == pg_sys::AclResult::ACLCHECK_OK
-    }
-}
-
 /// Whether every trigger on the table is `pq_stamp_enqueuer()` (whatever its schema or name)
 /// as `pq_create_table` attaches it: BEFORE INSERT OR UPDATE, FOR EACH ROW, without WHEN.
-unsafe fn only_pq_triggers(triggers: *mut pg_sys::TriggerDesc) -> bool {
-    if triggers.is_null() {
-        return true;
-    }
-    unsafe {
-        let all =
-            std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize);
-        let ours = crate::tasks::enqueuer::pq_stamp_enqueuer_wrapper as *const () as usize;
-        let shape = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE) as i16;
-        let other = (pg_sys::TRIGGER_TYPE_DELETE
-            | pg_sys::TRIGGER_TYPE_TRUNCATE
-            | pg_sys::TRIGGER_TYPE_INSTEAD) as i16;
-        all.iter().all(|t| {
-            if t.tgtype & shape != shape || t.tgtype & other != 0 || !t.tgqual.is_null() {
-                return false;
-            }
-            let mut finfo: pg_sys::FmgrInfo = std::mem::zeroed();
-            pg_sys::fmgr_info(t.tgfoid, &mut finfo);
-            finfo.fn_addr.map(|f| f as usize) == Some(ours)
-        })
-    }
+fn only_pq_triggers(triggers: &[pg_sys::Trigger]) -> bool {
+    let ours = crate::tasks::enqueuer::pq_stamp_enqueuer_wrapper as *const () as usize;
+    let shape = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE) as i16;
+    let other = (pg_sys::TRIGGER_TYPE_DELETE
+        | pg_sys::TRIGGER_TYPE_TRUNCATE
+        | pg_sys::TRIGGER_TYPE_INSTEAD) as i16;
+    triggers.iter().all(|t| {
+        if t.tgtype & shape != shape || t.tgtype & other != 0 || !t.tgqual.is_null() {
+            return false;
+        }
+        // SAFETY: looks the function up by OID, as the executor would to call it.
+        let mut finfo: pg_sys::FmgrInfo = unsafe { std::mem::zeroed() };
+        unsafe { pg_sys::fmgr_info(t.tgfoid, &mut finfo) };
+        finfo.fn_addr.map(|f| f as usize) == Some(ours)
+    })
 }
 
 /// Whether pq's trigger is on the table and enabled (`O` or `A`) for inserts: a put does its
 /// work, which without it would not be done (and `enqueued_by` would stay NULL).
-unsafe fn pq_trigger_fires(triggers: *mut pg_sys::TriggerDesc) -> bool {
-    if triggers.is_null() {
-        return false;
-    }
+fn pq_trigger_fires(triggers: &[pg_sys::Trigger]) -> bool {
+    triggers.iter().any(|t| {
+        let insert = t.tgtype as u32 & pg_sys::TRIGGER_TYPE_INSERT != 0;
+        let enabled = t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ON_ORIGIN
+            || t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS;
+        insert && enabled
+    })
+}
+
+/// The triggers of open table `rel` (none when it has no trigger descriptor).
+unsafe fn triggers<'a>(rel: pg_sys::Relation) -> &'a [pg_sys::Trigger] {
     unsafe {
-        std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize)
-            .iter()
-            .any(|t| {
-                let insert = t.tgtype as u32 & pg_sys::TRIGGER_TYPE_INSERT != 0;
-                let enabled = t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ON_ORIGIN
-                    || t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS;
-                insert && enabled
-            })
+        let desc = (*rel).trigdesc;
+        if desc.is_null() {
+            return &[];
+        }
+        std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize)
     }
 }
 

@@ -658,9 +658,17 @@ fn puts_leave_changed_types_domains_defaults_disabled_triggers_and_schemas_to_th
 #[test]
 fn a_child_table_s_jobs_are_claimed_through_its_parent() {
     let mut c = connect();
+    // The session has claimed from the table before the child exists: what it cached of the
+    // table must not outlive the child's creation.
     c.batch_execute(
         "SELECT pq_create_table('dk_parent');
-         CREATE TABLE dk_child () INHERITS (dk_parent);
+         SELECT pq_put('dk', '{}', tbl => 'dk_parent');
+         SELECT * FROM pq_get('dk', tbl => 'dk_parent');",
+    )
+    .unwrap();
+    let mut other = connect();
+    other.batch_execute(
+        "CREATE TABLE dk_child () INHERITS (dk_parent);
          INSERT INTO dk_child (q_name, data, enqueued_by) VALUES ('dk', '{\"child\": true}', current_user::regrole);",
     )
     .unwrap();
