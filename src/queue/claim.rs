@@ -17,7 +17,7 @@
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
-use crate::plumbing::pinning::Pinned;
+use crate::plumbing::pinning::pinned;
 use crate::plumbing::table::{QueueTable, Stmt};
 use crate::queue::candidates::Candidate;
 use crate::queue::heads::Key;
@@ -25,7 +25,6 @@ pub use crate::queue::job::{Job, Payload};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
 use pgrx::PgMemoryContexts;
 
 /// Which jobs a claim may take, by their `data->>'function'`.
@@ -65,10 +64,13 @@ const MORE_CANDIDATES: i64 = 16;
 /// copied into `memcx`, which must outlive the caller's use of them (for an SRF: the query).
 ///
 /// ```ignore
-/// let jobs = pinned(|p| claim::claim(p, &table, "apples", Only::All, 1, &mut memcx)); // zero or one job
+/// let jobs = claim::claim(&table, "apples", Only::All, 1, &mut memcx); // zero or one job
 /// ```
+///
+/// On the direct path (see `candidates` and `dequeue`) no statement runs, so neither SPI nor
+/// pq's pinned settings are set up (together, profiled, about a tenth of a prepared
+/// `pq_get`); the statements of the other paths pin them around themselves ([`pinned`]).
 pub fn claim(
-    pinned: &Pinned,
     table: &QueueTable,
     queue: &str,
     only: Only<'_>,
@@ -108,10 +110,14 @@ pub fn claim(
         slots: controls.limit,
     };
     let mut jobs = Vec::new();
+    // What a pass allocates besides the jobs (index scans, tuples, SPI's results) lives in a
+    // context of its own, freed after it: a blocking get passes over and over.
+    let mut passcx = PgMemoryContexts::new("pq claim");
     loop {
         let from = start.map_or(Key::MIN, |s| s.from);
-        let passed =
-            Spi::connect(|client| claim_from(pinned, client, &ask, from, &mut jobs, memcx));
+        // SAFETY: everything kept from the pass is Rust-owned or in `memcx`.
+        let passed = unsafe { passcx.switch_to(|_| claim_from(&ask, from, &mut jobs, memcx)) };
+        unsafe { passcx.reset() };
         if let (Some(s), Some(to), true) = (&start, passed, advancing) {
             crate::queue::heads::advance(s, to);
         }
@@ -142,8 +148,6 @@ struct Ask<'a> {
 /// Returns the key of the last unscheduled candidate in claim order before which every one was
 /// claimed here or found consumed or being claimed (what the head may advance to).
 fn claim_from(
-    pinned: &Pinned,
-    client: &SpiClient<'_>,
     ask: &Ask<'_>,
     from: Key,
     jobs: &mut Vec<Job>,
@@ -184,7 +188,7 @@ fn claim_from(
                 (Stmt::Claim, Some(tid)) => crate::queue::dequeue::dequeue(table, tid, c.id, memcx),
                 _ => None,
             };
-            let job = direct.or_else(|| claim_one(pinned, client, table, stmt, c.id, memcx));
+            let job = direct.or_else(|| claim_one(table, stmt, c.id, memcx));
             if job.is_none() && slots.is_some() {
                 crate::operations::limits::unused(table.oid, queue);
             }
@@ -214,7 +218,7 @@ fn claim_from(
         !matches!(only, Only::SqlTasks) && crate::queue::candidates::readable(table.oid, rls)
     });
     match direct {
-        None => sql_candidates(pinned, client, ask, from, &mut consider),
+        None => sql_candidates(ask, from, &mut consider),
         Some(indexes) => crate::queue::candidates::read(
             table.oid,
             indexes,
@@ -230,13 +234,7 @@ fn claim_from(
 
 /// Visits the candidates from `from` through an SQL cursor (`candidates.sql`): for `pq_work`'s
 /// SQL tasks, and for tables without the indexes `candidates::read` reads.
-fn sql_candidates(
-    pinned: &Pinned,
-    client: &SpiClient<'_>,
-    ask: &Ask<'_>,
-    from: Key,
-    consider: &mut dyn FnMut(&Candidate) -> bool,
-) {
+fn sql_candidates(ask: &Ask<'_>, from: Key, consider: &mut dyn FnMut(&Candidate) -> bool) {
     let (table, queue, only) = (ask.table, ask.queue, ask.only);
     let stmt = match only {
         Only::SqlTasks => Stmt::SqlTaskCandidates,
@@ -245,57 +243,61 @@ fn sql_candidates(
     let (at, id, null_id) = from.bounds();
     let ts = |t: i64| TimestampWithTimeZone::try_from(t).expect("a bound is a timestamptz");
     let with_functions = matches!(only, Only::AnyOf(_));
-    table.with_plan(pinned, client, stmt, |candidates| {
-        let args: Vec<DatumWithOid> = match stmt {
-            Stmt::Candidates => vec![
-                queue.into(),
-                clock().into(),
-                i64::MAX.into(),
-                ts(at).into(),
-                id.into(),
-                null_id.into(),
-                with_functions.into(),
-            ],
-            _ => vec![queue.into(), clock().into(), i64::MAX.into()],
-        };
-        let mut cursor = client
-            .try_open_cursor(candidates, &args)
-            .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
-        let mut want = ask.limit as i64;
-        loop {
-            let rows: Vec<Candidate> = cursor
-                .fetch(want)
-                .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
-                .map(|row| Candidate {
-                    id: row.get::<i64>(1).ok().flatten().expect("id is NOT NULL"),
-                    function: row.get::<String>(2).ok().flatten(),
-                    xmax: row
-                        .get::<pg_sys::TransactionId>(3)
-                        .ok()
-                        .flatten()
-                        .unwrap_or(pg_sys::InvalidTransactionId),
-                    key: Key {
-                        expected_at: row
-                            .get::<TimestampWithTimeZone>(4)
-                            .ok()
-                            .flatten()
-                            .map(|t| t.into_inner()),
-                        id: row.get::<i64>(1).ok().flatten().unwrap_or(0),
-                    },
-                    scheduled: row.get::<bool>(5).ok().flatten().unwrap_or(true),
-                    tid: None,
-                })
-                .collect();
-            for c in &rows {
-                if !consider(c) {
-                    return;
+    pinned(|pinned| {
+        Spi::connect(|client| {
+            table.with_plan(pinned, client, stmt, |candidates| {
+                let args: Vec<DatumWithOid> = match stmt {
+                    Stmt::Candidates => vec![
+                        queue.into(),
+                        clock().into(),
+                        i64::MAX.into(),
+                        ts(at).into(),
+                        id.into(),
+                        null_id.into(),
+                        with_functions.into(),
+                    ],
+                    _ => vec![queue.into(), clock().into(), i64::MAX.into()],
+                };
+                let mut cursor = client
+                    .try_open_cursor(candidates, &args)
+                    .unwrap_or_else(|e| panic!("opening candidates cursor: {e}"));
+                let mut want = ask.limit as i64;
+                loop {
+                    let rows: Vec<Candidate> = cursor
+                        .fetch(want)
+                        .unwrap_or_else(|e| panic!("fetching candidates: {e}"))
+                        .map(|row| Candidate {
+                            id: row.get::<i64>(1).ok().flatten().expect("id is NOT NULL"),
+                            function: row.get::<String>(2).ok().flatten(),
+                            xmax: row
+                                .get::<pg_sys::TransactionId>(3)
+                                .ok()
+                                .flatten()
+                                .unwrap_or(pg_sys::InvalidTransactionId),
+                            key: Key {
+                                expected_at: row
+                                    .get::<TimestampWithTimeZone>(4)
+                                    .ok()
+                                    .flatten()
+                                    .map(|t| t.into_inner()),
+                                id: row.get::<i64>(1).ok().flatten().unwrap_or(0),
+                            },
+                            scheduled: row.get::<bool>(5).ok().flatten().unwrap_or(true),
+                            tid: None,
+                        })
+                        .collect();
+                    for c in &rows {
+                        if !consider(c) {
+                            return;
+                        }
+                    }
+                    if (rows.len() as i64) < want {
+                        return; // the cursor is exhausted
+                    }
+                    want = MORE_CANDIDATES;
                 }
-            }
-            if (rows.len() as i64) < want {
-                return; // the cursor is exhausted
-            }
-            want = MORE_CANDIDATES;
-        }
+            })
+        })
     });
 }
 
@@ -385,41 +387,38 @@ pub fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
 
 /// Claims job `id` with `stmt` (`Claim` under its advisory lock, `ClaimSquatted` by its row
 /// lock), copying its payload into `memcx`.
-fn claim_one(
-    pinned: &Pinned,
-    client: &SpiClient<'_>,
-    table: &QueueTable,
-    stmt: Stmt,
-    id: i64,
-    memcx: &mut PgMemoryContexts,
-) -> Option<Job> {
-    table.with_plan(pinned, client, stmt, |plan| {
-        // pq's own write: it keeps the job's enqueuer (see `enqueuer`).
-        let rows = crate::tasks::enqueuer::as_pq(table.oid, id, || {
-            client.select(plan, None, &[id.into()])
-        })
-        .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
-        if rows.is_empty() {
-            return None; // claimed and committed by someone else since our snapshot
-        }
-        let row = rows.first();
-        let col = |i| row.get_datum_by_ordinal(i).ok().flatten();
-        let data = col(2).expect("data is NOT NULL");
-        Some(Job {
-            id,
-            // SAFETY: a jsonb varlena, copied into a context that outlives SPI.
-            data: Payload(unsafe {
-                memcx.switch_to(|_| {
-                    pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(data.cast_mut_ptr()))
+fn claim_one(table: &QueueTable, stmt: Stmt, id: i64, memcx: &mut PgMemoryContexts) -> Option<Job> {
+    pinned(|pinned| {
+        Spi::connect(|client| {
+            table.with_plan(pinned, client, stmt, |plan| {
+                // pq's own write: it keeps the job's enqueuer (see `enqueuer`).
+                let rows = crate::tasks::enqueuer::as_pq(table.oid, id, || {
+                    client.select(plan, None, &[id.into()])
                 })
-            }),
-            size: row.get(3).ok().flatten().unwrap_or(0),
-            enqueued_at: row.get(4).ok().flatten().expect("enqueued_at is NOT NULL"),
-            schedule_at: row.get(5).ok().flatten(),
-            expected_at: row.get(6).ok().flatten(),
-            enqueued_by: col(7).map_or(pg_sys::Oid::INVALID, |d| {
-                pg_sys::Oid::from(d.value() as u32)
-            }),
+                .unwrap_or_else(|e| panic!("claiming job {id}: {e}"));
+                if rows.is_empty() {
+                    return None; // claimed and committed by someone else since our snapshot
+                }
+                let row = rows.first();
+                let col = |i| row.get_datum_by_ordinal(i).ok().flatten();
+                let data = col(2).expect("data is NOT NULL");
+                Some(Job {
+                    id,
+                    // SAFETY: a jsonb varlena, copied into a context that outlives SPI.
+                    data: Payload(unsafe {
+                        memcx.switch_to(|_| {
+                            pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(data.cast_mut_ptr()))
+                        })
+                    }),
+                    size: row.get(3).ok().flatten().unwrap_or(0),
+                    enqueued_at: row.get(4).ok().flatten().expect("enqueued_at is NOT NULL"),
+                    schedule_at: row.get(5).ok().flatten(),
+                    expected_at: row.get(6).ok().flatten(),
+                    enqueued_by: col(7).map_or(pg_sys::Oid::INVALID, |d| {
+                        pg_sys::Oid::from(d.value() as u32)
+                    }),
+                })
+            })
         })
     })
 }

@@ -1,9 +1,8 @@
 //! Get: the SQL face of claiming, `pq_get(queue, timeout, batch_size, tbl)`.
 
 use crate::plumbing::error::{raise, require_queue};
-use crate::plumbing::pinning::pinned;
 use crate::plumbing::table::QueueTable;
-use crate::queue::claim::{Job, Only, Payload};
+use crate::queue::claim::{Job, Only};
 use crate::queue::wait;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -23,7 +22,6 @@ use std::time::Duration;
 /// COMMIT;
 /// ```
 #[pg_extern(sql = false)]
-#[allow(clippy::type_complexity)]
 fn pq_get(
     queue: Option<&str>,
     timeout: Option<Interval>,
@@ -31,17 +29,7 @@ fn pq_get(
     tbl: Option<pg_sys::Oid>,
     functions: Option<Vec<String>>,
     fcinfo: pg_sys::FunctionCallInfo,
-) -> TableIterator<
-    'static,
-    (
-        name!(id, i64),
-        name!(data, Payload),
-        name!(size, i32),
-        name!(enqueued_at, TimestampWithTimeZone),
-        name!(schedule_at, Option<TimestampWithTimeZone>),
-        name!(expected_at, Option<TimestampWithTimeZone>),
-    ),
-> {
+) {
     let queue = require_queue(queue);
     let limit = match batch_size {
         Some(n) if n > 0 && n as usize > crate::queue::claim::MAX_CLAIMS => raise(
@@ -61,45 +49,87 @@ fn pq_get(
     let timeout = timeout.map(duration);
     let table = QueueTable::resolve(tbl);
     let only = functions.as_deref().map_or(Only::All, Only::AnyOf);
-    // Rows are handed out one per call; payloads must live as long as the query, in the
-    // function's own context, not the per-call one the executor resets between rows.
-    let mut memcx = PgMemoryContexts::For(unsafe { (*(*fcinfo).flinfo).fn_mcxt });
-    let jobs = pinned(|p| {
-        if timeout == Some(Duration::ZERO) {
-            crate::queue::claim::claim(p, &table, queue, only, limit, &mut memcx)
-        } else {
-            if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
-                raise(
+    // SAFETY: fcinfo is this call's; the rows are handed over in one tuplestore.
+    let rows = unsafe { Rows::begin(fcinfo) };
+    // Payloads stay in the caller's memory only until the tuplestore copies them. (This
+    // context itself, not `CurrentMemoryContext`, which names whichever is current when used:
+    // a claim's pass runs in a context of its own, reset after it.)
+    // SAFETY: the current context, alive until the executor's next reset after this call.
+    let mut memcx = PgMemoryContexts::For(unsafe { pg_sys::CurrentMemoryContext });
+    let jobs = if timeout == Some(Duration::ZERO) {
+        crate::queue::claim::claim(&table, queue, only, limit, &mut memcx)
+    } else {
+        if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+            raise(
                 ERRCODE_FEATURE_NOT_SUPPORTED,
                 "pq_get cannot wait in a REPEATABLE READ or SERIALIZABLE transaction: its snapshot would never see new jobs".into(),
                 "wait in a READ COMMITTED transaction, or pass timeout => '0'",
             )
-            }
-            wait::get(p, &table, queue, only, timeout, limit, &mut memcx)
         }
-    });
-    TableIterator::new(jobs.into_iter().map(row))
+        wait::get(&table, queue, only, timeout, limit, &mut memcx)
+    };
+    for job in &jobs {
+        rows.put(job);
+    }
 }
 
-#[allow(clippy::type_complexity)]
-fn row(
-    j: Job,
-) -> (
-    i64,
-    Payload,
-    i32,
-    TimestampWithTimeZone,
-    Option<TimestampWithTimeZone>,
-    Option<TimestampWithTimeZone>,
-) {
-    (
-        j.id,
-        j.data,
-        j.size,
-        j.enqueued_at,
-        j.schedule_at,
-        j.expected_at,
-    )
+/// The rows of one `pq_get` call, returned all at once (materialize mode): the executor reads
+/// them as they are, in the row type it expects, instead of calling the function once per row
+/// and copying each (value-per-call), and the row type is not looked up again in `pg_proc`.
+struct Rows {
+    store: *mut pg_sys::Tuplestorestate,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Rows {
+    /// Sets up the call's result tuplestore.
+    ///
+    /// # Safety
+    /// `fcinfo` is this set-returning call's.
+    unsafe fn begin(fcinfo: pg_sys::FunctionCallInfo) -> Rows {
+        unsafe {
+            let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+            // The row type the caller expects, when it says (it raises a clear error when the
+            // call cannot take a set); otherwise the function's own.
+            let expected = !rsinfo.is_null()
+                && (*rsinfo).type_ == pg_sys::NodeTag::T_ReturnSetInfo
+                && !(*rsinfo).expectedDesc.is_null();
+            let flags = if expected {
+                pg_sys::MAT_SRF_USE_EXPECTED_DESC
+            } else {
+                0
+            };
+            pg_sys::InitMaterializedSRF(fcinfo, flags);
+            Rows {
+                store: (*rsinfo).setResult,
+                desc: (*rsinfo).setDesc,
+            }
+        }
+    }
+
+    /// Adds `job` as a row; the tuplestore copies what it refers to.
+    fn put(&self, j: &Job) {
+        let ts = |t: Option<TimestampWithTimeZone>| t.and_then(|t| t.into_datum());
+        let datums = [
+            j.id.into_datum(),
+            Some(j.data.0),
+            j.size.into_datum(),
+            j.enqueued_at.into_datum(),
+            ts(j.schedule_at),
+            ts(j.expected_at),
+        ];
+        let mut nulls = datums.map(|d| d.is_none());
+        let mut values = datums.map(|d| d.unwrap_or(pg_sys::Datum::from(0)));
+        // SAFETY: six values of the six columns of pq_get's row type.
+        unsafe {
+            pg_sys::tuplestore_putvalues(
+                self.store,
+                self.desc,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            )
+        };
+    }
 }
 
 /// A `timeout` argument as a wall-clock duration.

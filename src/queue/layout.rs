@@ -25,6 +25,7 @@ use pgrx::prelude::*;
 use pgrx::{PgList, PgTupleDesc};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Column numbers of a queue table's rows (1-based).
 #[derive(Clone, Copy)]
@@ -85,14 +86,14 @@ pub fn init() {
 
 thread_local! {
     /// Per table: its layout, or `None` when writes must go through SQL.
-    static LAYOUTS: RefCell<HashMap<pg_sys::Oid, Option<Layout>>> = RefCell::new(HashMap::new());
+    static LAYOUTS: RefCell<HashMap<pg_sys::Oid, Option<Rc<Layout>>>> = RefCell::new(HashMap::new());
 }
 
 /// The layout of open table `rel`, if pq may write it directly.
 ///
 /// # Safety
 /// `rel` must be open (and locked) for the rest of the caller's use of the layout.
-pub unsafe fn of(rel: pg_sys::Relation) -> Option<Layout> {
+pub unsafe fn of(rel: pg_sys::Relation) -> Option<Rc<Layout>> {
     if !allowed_now() {
         return None;
     }
@@ -114,7 +115,7 @@ pub unsafe fn of(rel: pg_sys::Relation) -> Option<Layout> {
         match LAYOUTS.with(|l| l.borrow().get(&oid).cloned()) {
             Some(layout) if layout.as_ref().is_none_or(|l| l.oids == oids) => layout,
             _ => {
-                let layout = classify(rel, oids);
+                let layout = classify(rel, oids).map(Rc::new);
                 LAYOUTS.with(|l| l.borrow_mut().insert(oid, layout.clone()));
                 layout
             }

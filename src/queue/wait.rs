@@ -13,7 +13,6 @@
 //! cost little (200 of them re-check a few hundred times a second in all). A waiter whose
 //! queue has future jobs sleeps no longer than until the first of them is due.
 
-use crate::plumbing::pinning::Pinned;
 use crate::plumbing::table::{QueueTable, Stmt};
 use crate::queue::claim::{claim, clock, Job, Only};
 use pgrx::datum::TimestampWithTimeZone;
@@ -30,10 +29,9 @@ pub const MAX_POLL_MS: u64 = 1000;
 /// first to become ready. Interruptible by `statement_timeout` and `pg_cancel_backend`.
 ///
 /// ```ignore
-/// let jobs = wait::get(pinned, &table, "apples", Only::All, Some(Duration::from_secs(5)), 1, &mut memcx);
+/// let jobs = wait::get(&table, "apples", Only::All, Some(Duration::from_secs(5)), 1, &mut memcx);
 /// ```
 pub fn get(
-    pinned: &Pinned,
     table: &QueueTable,
     queue: &str,
     only: Only<'_>,
@@ -53,7 +51,7 @@ pub fn get(
         advertise(tag);
         // SAFETY: our own latch.
         unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
-        let jobs = claim(pinned, table, queue, only, limit, memcx);
+        let jobs = claim(table, queue, only, limit, memcx);
         if !jobs.is_empty() {
             advertise(0);
             if woken {

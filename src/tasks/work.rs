@@ -78,21 +78,18 @@ pub fn work(table: &QueueTable, queue: &str, opts: &Options) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     while opts.max_jobs.is_none_or(|max| outcomes.len() < max) {
         let mut memcx = PgMemoryContexts::For(jobcx.value());
-        let jobs = pinned(|p| {
-            if opts.burst {
-                claim(p, table, queue, Only::SqlTasks, 1, &mut memcx)
-            } else {
-                crate::queue::wait::get(
-                    p,
-                    table,
-                    queue,
-                    Only::SqlTasks,
-                    Some(opts.timeout),
-                    1,
-                    &mut memcx,
-                )
-            }
-        });
+        let jobs = if opts.burst {
+            claim(table, queue, Only::SqlTasks, 1, &mut memcx)
+        } else {
+            crate::queue::wait::get(
+                table,
+                queue,
+                Only::SqlTasks,
+                Some(opts.timeout),
+                1,
+                &mut memcx,
+            )
+        };
         let Some(job) = jobs.into_iter().next() else {
             break;
         };

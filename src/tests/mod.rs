@@ -49,6 +49,105 @@ mod tests {
         assert_eq!(dequeued, Some(true));
     }
 
+    /// pq_get hands its rows over all at once (materialize mode); every way SQL can call a
+    /// set-returning function takes them: FROM, the select list (whole rows and fields),
+    /// whole-row references, LATERAL, a PL/pgSQL loop and a batch.
+    #[pg_test]
+    fn pq_get_works_in_every_calling_form() {
+        let put = |n: i32| {
+            one::<i64>(&format!(
+                "SELECT count(pq_put('t_forms', jsonb_build_object('n', g))) FROM generate_series(1, {n}) g"
+            ))
+        };
+        put(9);
+        let cases: [(&str, &str); 7] = [
+            ("SELECT data->>'n' FROM pq_get('t_forms')", "1"),
+            ("SELECT (pq_get('t_forms')).data->>'n'", "2"),
+            ("SELECT (j).data->>'n' FROM (SELECT pq_get('t_forms') AS j) s", "3"),
+            ("SELECT to_jsonb(j)->'data'->>'n' FROM pq_get('t_forms') j", "4"),
+            ("SELECT j.data->>'n' FROM (VALUES ('t_forms')) v(q), LATERAL pq_get(v.q) j", "5"),
+            (
+                "SELECT string_agg(data->>'n', ',' ORDER BY id) FROM pq_get('t_forms', batch_size => 2)",
+                "6,7",
+            ),
+            ("SELECT pq_get('t_forms')::text LIKE '%\"{\"\"n\"\": 8}\"%'", "true"),
+        ];
+        for (sql, want) in cases {
+            let got = Spi::get_one::<String>(&format!("SELECT ({sql})::text"))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert_eq!(got.as_deref(), Some(want), "{sql}");
+        }
+        Spi::run(
+            "CREATE FUNCTION tests.take_all(q text) RETURNS text LANGUAGE plpgsql AS $$
+             DECLARE j record; seen text := '';
+             BEGIN
+               FOR j IN SELECT * FROM pq_get(q, batch_size => 5) LOOP seen := seen || (j.data->>'n'); END LOOP;
+               RETURN seen;
+             END $$",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT tests.take_all('t_forms')").as_deref(),
+            Some("9")
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('t_forms')"),
+            Some(0)
+        );
+        // An empty claim is an empty set in the select list too.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM (SELECT pq_get('t_forms')) s"),
+            Some(0)
+        );
+    }
+
+    /// Payloads from 1 KB to 100 MB (compressible and not, so inline, compressed and TOASTed
+    /// out of line) come back from pq_get byte for byte, one at a time and in one batch.
+    #[pg_test]
+    fn pq_get_returns_payloads_from_1_kb_to_100_mb_intact() {
+        let blob = |bytes: i64, random: bool| {
+            if random {
+                format!("(SELECT string_agg(md5(g::text || random()::text), '') FROM generate_series(1, {}) g)", bytes / 32)
+            } else {
+                format!("repeat('apple', {})", bytes / 5)
+            }
+        };
+        let sizes = [
+            (1_000, true),
+            (1_000_000, true),
+            (1_000_000, false),
+            (100_000_000, false),
+        ];
+        for batch in [1, 4] {
+            let mut want = Vec::new();
+            for (bytes, random) in sizes {
+                let id = one::<i64>(&format!(
+                    "SELECT pq_put('t_big', jsonb_build_object('blob', {}))",
+                    blob(bytes, random)
+                ))
+                .unwrap();
+                want.push(
+                    one::<String>(&format!(
+                        "SELECT md5(data::text) FROM queue WHERE id = {id}"
+                    ))
+                    .unwrap(),
+                );
+            }
+            let got: Vec<String> = if batch == 1 {
+                (0..sizes.len())
+                    .map(|_| one::<String>("SELECT md5(data::text) FROM pq_get('t_big')").unwrap())
+                    .collect()
+            } else {
+                let all = one::<String>(
+                    "SELECT string_agg(md5(data::text), ',' ORDER BY id) FROM pq_get('t_big', batch_size => 4)",
+                )
+                .unwrap();
+                all.split(',').map(str::to_string).collect()
+            };
+            assert_eq!(got, want, "batch_size {batch}");
+        }
+    }
+
     #[pg_test]
     fn the_readme_example_works_as_written() {
         let id = one::<i64>(r#"SELECT pq_put('apples', '{"kind":"Cox"}', '5m')"#).unwrap();
