@@ -39,18 +39,11 @@ AS 'MODULE_PATHNAME', 'pq_put_many_wrapper';
 COMMENT ON FUNCTION pq_put_many(text, jsonb[], text, text, regclass, text[]) IS
 'Enqueues one job per array element; returns the ids in order. With key (one per element, NULL for none), unique jobs as in pq_put. Example: SELECT * FROM pq_put_many(''apples'', ARRAY[''{"kind":"Cox"}'']::jsonb[])';
 
--- A claimed job, as pq_get returns it (Python pq's Job). A named row type rather than RETURNS
--- TABLE: the executor finds it in the type cache, where a RETURNS TABLE row type is built again
--- from pg_proc at every execution (profiled: 2 % of a prepared pq_get).
-CREATE TYPE pq_job AS (
-    id bigint, data jsonb, size integer, enqueued_at timestamptz,
-    schedule_at timestamptz, expected_at timestamptz);
-COMMENT ON TYPE pq_job IS 'A claimed job, as pq_get returns it';
-
 CREATE FUNCTION pq_get(
     queue text, timeout interval DEFAULT '0', batch_size integer DEFAULT 1,
     tbl regclass DEFAULT '@extschema@.queue', functions text[] DEFAULT NULL)
-RETURNS SETOF pq_job
+RETURNS TABLE (id bigint, data jsonb, size integer, enqueued_at timestamptz,
+               schedule_at timestamptz, expected_at timestamptz)
 LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1
 AS 'MODULE_PATHNAME', 'pq_get_wrapper';
 COMMENT ON FUNCTION pq_get(text, interval, integer, regclass, text[]) IS

@@ -328,20 +328,3 @@ FROM @extschema@.pq_periodic;
 COMMENT ON VIEW pq_schedules IS 'Periodic jobs (of the roles you belong to), with their next and last run';
 GRANT SELECT ON pq_schedules TO PUBLIC;
 
--- A claimed job, as pq_get returns it (Python pq's Job). A named row type rather than RETURNS
--- TABLE: the executor finds it in the type cache, where a RETURNS TABLE row type is built again
--- from pg_proc at every execution (profiled: 2 % of a prepared pq_get).
-CREATE TYPE pq_job AS (
-    id bigint, data jsonb, size integer, enqueued_at timestamptz,
-    schedule_at timestamptz, expected_at timestamptz);
-COMMENT ON TYPE pq_job IS 'A claimed job, as pq_get returns it';
-
-DROP FUNCTION pq_get(text, interval, integer, regclass, text[]);
-CREATE FUNCTION pq_get(
-    queue text, timeout interval DEFAULT '0', batch_size integer DEFAULT 1,
-    tbl regclass DEFAULT '@extschema@.queue', functions text[] DEFAULT NULL)
-RETURNS SETOF pq_job
-LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1
-AS 'MODULE_PATHNAME', 'pq_get_wrapper';
-COMMENT ON FUNCTION pq_get(text, interval, integer, regclass, text[]) IS
-'Claims up to batch_size ready jobs for this transaction, waiting up to timeout (NULL: until interrupted); with functions, only task jobs naming one of them. Example: SELECT * FROM pq_get(''apples'', ''5s'')';
