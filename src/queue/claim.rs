@@ -171,10 +171,27 @@ fn claim_from(
         }
         let stmt = if try_lock(table, c.id) {
             Some(Stmt::Claim)
-        } else if !being_claimed(c.xmax) {
-            Some(Stmt::ClaimSquatted)
-        } else {
+        } else if being_claimed(c.xmax) {
             None // being claimed by a running transaction: its abort lowers the head
+        } else {
+            // The key's holder may have updated the row since we read it (we read it between
+            // its lock and its update): then it is a claimer, not a squatter, and no statement
+            // need settle it. Only a row nobody has touched goes to its row lock.
+            let now = c.tid.map_or(pg_sys::InvalidTransactionId, |tid| {
+                crate::queue::dequeue::xmax_now(table.oid, tid)
+            });
+            if being_claimed(now) {
+                None // as above
+            } else if now != pg_sys::InvalidTransactionId
+                && unsafe { pg_sys::TransactionIdDidCommit(now) }
+            {
+                // Changed by a transaction that committed since our snapshot (a claim, or an
+                // update that may have left it ready): the next claim's snapshot sees which.
+                passing = false;
+                None
+            } else {
+                Some(Stmt::ClaimSquatted)
+            }
         };
         let mut claimed = false;
         if let Some(stmt) = stmt {
@@ -184,11 +201,15 @@ fn claim_from(
             }
             // Under its advisory lock, a job read from the indexes is marked dequeued directly
             // where the table allows (see `dequeue`); otherwise, or if its row changed, by SQL.
-            let direct = match (stmt, c.tid) {
-                (Stmt::Claim, Some(tid)) => crate::queue::dequeue::dequeue(table, tid, c.id, memcx),
-                _ => None,
+            use crate::queue::dequeue::{dequeue, Dequeued};
+            let job = match (stmt, c.tid) {
+                (Stmt::Claim, Some(tid)) => match dequeue(table, tid, c.id, memcx) {
+                    Dequeued::Claimed(job) => Some(job),
+                    Dequeued::Consumed => None,
+                    Dequeued::ToSql => claim_one(table, stmt, c.id, memcx),
+                },
+                _ => claim_one(table, stmt, c.id, memcx),
             };
-            let job = direct.or_else(|| claim_one(table, stmt, c.id, memcx));
             if job.is_none() && slots.is_some() {
                 crate::operations::limits::unused(table.oid, queue);
             }

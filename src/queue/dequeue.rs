@@ -18,19 +18,31 @@ use crate::queue::layout::{Columns, Layout};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
+/// What [`dequeue`] did with a candidate.
+pub enum Dequeued {
+    /// Marked it dequeued: the job.
+    Claimed(Job),
+    /// Nothing: a transaction that committed after the candidate was read claimed (or deleted)
+    /// it. (claim.sql would find the same, through a statement.)
+    Consumed,
+    /// Nothing: claim.sql decides (the table or transaction does not allow a direct write, or
+    /// the row changed in a way only its re-check settles).
+    ToSql,
+}
+
 /// Marks job `id`, the row version at `tid` in `table` (read by `candidates`), dequeued, if
-/// the table and transaction allow it (see the module docs), returning the job with its
-/// payload copied into `memcx`. `None`: the caller runs claim.sql, which decides.
+/// the table and transaction allow it (see the module docs), copying its payload into
+/// `memcx`.
 ///
 /// ```ignore
-/// let job = dequeue::dequeue(&table, tid, c.id, memcx).or_else(|| claim_one(...));
+/// match dequeue::dequeue(&table, tid, c.id, memcx) { Dequeued::ToSql => claim_one(...), ... }
 /// ```
 pub fn dequeue(
     table: &QueueTable,
     tid: pg_sys::ItemPointerData,
     id: i64,
     memcx: &mut PgMemoryContexts,
-) -> Option<Job> {
+) -> Dequeued {
     // SAFETY: plain globals. (The claim holds the table's lock since before its privilege
     // checks, see `claim`.)
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32
@@ -38,29 +50,31 @@ pub fn dequeue(
         || !crate::plumbing::table::may(table.oid, pg_sys::ACL_UPDATE)
         || !crate::plumbing::table::may_reach(table.oid)
     {
-        return None;
+        return Dequeued::ToSql;
     }
     // SAFETY: the relation is opened with the lock an UPDATE takes, kept to the end of the
     // transaction as the executor keeps it; errors raised meanwhile release it by resource
     // owner.
     unsafe {
         let rel = pg_sys::table_open(table.oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let job =
-            crate::queue::layout::of(rel).and_then(|layout| update(rel, &layout, tid, id, memcx));
+        let done = match crate::queue::layout::of(rel) {
+            Some(layout) => update(rel, &layout, tid, id, memcx),
+            None => Dequeued::ToSql,
+        };
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        job
+        done
     }
 }
 
 /// Updates the row at `tid` (job `id`) to dequeued, adds its index entries, and reads the job
-/// back. `None` if the row changed since it was read: claim.sql then decides.
+/// back; or says why not.
 unsafe fn update(
     rel: pg_sys::Relation,
     layout: &Layout,
     mut tid: pg_sys::ItemPointerData,
     id: i64,
     memcx: &mut PgMemoryContexts,
-) -> Option<Job> {
+) -> Dequeued {
     unsafe {
         // An UPDATE of a table that publishes updates needs a replica identity (raises if not).
         pg_sys::CheckCmdReplicaIdentity(rel, pg_sys::CmdType::CMD_UPDATE);
@@ -78,7 +92,7 @@ unsafe fn update(
             &mut buffer,
             true,
         ) {
-            return None;
+            return Dequeued::ToSql;
         }
         let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
         let mut column = cols.dequeued_at;
@@ -136,8 +150,16 @@ unsafe fn update(
             // TU_Summarizing touches only BRIN-like indexes, which never classify as entries.
             (r, which == pg_sys::TU_UpdateIndexes::TU_All)
         };
-        if result != pg_sys::TM_Result::TM_Ok {
-            return None; // changed meanwhile (claimed, updated, deleted): claim.sql re-checks
+        match result {
+            pg_sys::TM_Result::TM_Ok => {}
+            // heap_update waited for any running updater, so these committed after our read. A
+            // claim, or a delete, leaves nothing to take; any other update (a requeue, a
+            // pq_update) may have left the job ready, and claim.sql re-checks the newest version.
+            pg_sys::TM_Result::TM_Deleted => return Dequeued::Consumed,
+            pg_sys::TM_Result::TM_Updated if dequeued(rel, failure.ctid, cols) => {
+                return Dequeued::Consumed
+            }
+            _ => return Dequeued::ToSql,
         }
         if indexed {
             let dequeued_at = cols.dequeued_at as i16;
@@ -145,7 +167,69 @@ unsafe fn update(
         }
         // As the executor does between statements: later reads in this transaction see it.
         pg_sys::CommandCounterIncrement();
-        Some(job_of(new, desc, cols, id, memcx))
+        Dequeued::Claimed(job_of(new, desc, cols, id, memcx))
+    }
+}
+
+/// Whether the row version at `tid` (the one an update of our candidate made) is dequeued.
+unsafe fn dequeued(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, cols: Columns) -> bool {
+    unsafe {
+        let mut row: pg_sys::HeapTupleData = std::mem::zeroed();
+        row.t_self = tid;
+        let mut buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        if !pg_sys::heap_fetch(
+            rel,
+            &raw mut pg_sys::SnapshotAnyData,
+            &mut row,
+            &mut buffer,
+            true,
+        ) {
+            return false;
+        }
+        let mut null = false;
+        pg_sys::heap_getattr(&mut row, cols.dequeued_at, (*rel).rd_att, &mut null);
+        pg_sys::ReleaseBuffer(buffer);
+        !null
+    }
+}
+
+/// The transaction that updated or deleted the row version at `tid` of `table`, or locks it
+/// now, as its header says (`InvalidTransactionId`: none; also for a lock that has ended, which
+/// leaves the row as it was, and for a multixact, which the caller's statement settles).
+///
+/// ```ignore
+/// let xmax = dequeue::xmax_now(table.oid, tid);
+/// ```
+pub fn xmax_now(table: pg_sys::Oid, tid: pg_sys::ItemPointerData) -> pg_sys::TransactionId {
+    // SAFETY: the claim holds the table's lock; the buffer is pinned while the header is read.
+    unsafe {
+        let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let mut row: pg_sys::HeapTupleData = std::mem::zeroed();
+        row.t_self = tid;
+        let mut buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        let mut xmax = pg_sys::InvalidTransactionId;
+        if pg_sys::heap_fetch(
+            rel,
+            &raw mut pg_sys::SnapshotAnyData,
+            &mut row,
+            &mut buffer,
+            true,
+        ) {
+            let header = &*row.t_data;
+            let mask = header.t_infomask as u32;
+            if mask & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_IS_MULTI) == 0 {
+                xmax = header.t_choice.t_heap.t_xmax;
+                // HEAP_XMAX_IS_LOCKED_ONLY (not a multixact here)
+                let lock_only = mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
+                    || mask & pg_sys::HEAP_LOCK_MASK == pg_sys::HEAP_XMAX_EXCL_LOCK;
+                if lock_only && !pg_sys::TransactionIdIsInProgress(xmax) {
+                    xmax = pg_sys::InvalidTransactionId;
+                }
+            }
+            pg_sys::ReleaseBuffer(buffer);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        xmax
     }
 }
 

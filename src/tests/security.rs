@@ -518,6 +518,50 @@ fn squatted_lock_keys_hide_no_job() {
     assert_eq!(count(&mut c, "SELECT pq_len('sec_squat')"), 0);
 }
 
+/// A squatter cannot hide a job behind a row lock that has ended: a committed `FOR UPDATE`
+/// leaves its transaction in the row's header, which a claim must not take for a claimer
+/// (nor a committed `FOR SHARE`, nor a rolled-back update).
+#[test]
+fn a_squatted_job_whose_row_was_locked_or_updated_before_is_still_claimed() {
+    let mut c = connect();
+    let table: i32 = c
+        .query_one("SELECT 'queue'::regclass::oid::int", &[])
+        .unwrap()
+        .get(0);
+    for before in [
+        "SELECT id FROM queue WHERE id = $1 FOR UPDATE",
+        "SELECT id FROM queue WHERE id = $1 FOR SHARE",
+        "UPDATE queue SET data = data WHERE id = $1 AND false",
+    ] {
+        let id: i64 = c
+            .query_one("SELECT pq_put('sec_locked_squat', '{}')", &[])
+            .unwrap()
+            .get(0);
+        let mut locker = connect();
+        let mut tx = locker.transaction().unwrap();
+        tx.execute(before, &[&id]).unwrap();
+        tx.commit().unwrap();
+        // A rolled-back update leaves an aborted xmax.
+        let mut tx = locker.transaction().unwrap();
+        if before.starts_with("UPDATE") {
+            tx.execute("UPDATE queue SET data = data WHERE id = $1", &[&id])
+                .unwrap();
+        }
+        tx.rollback().unwrap();
+        let mut squatter = connect();
+        squatter
+            .execute("SELECT pg_advisory_lock($1, $2)", &[&table, &(id as i32)])
+            .unwrap();
+        let got: Vec<i64> = c
+            .query("SELECT id FROM pq_get('sec_locked_squat')", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, vec![id], "after {before}");
+    }
+}
+
 /// pq_work finds SQL tasks through their own index: 20,000 jobs for client handlers in the
 /// same queue are never read.
 #[test]
