@@ -12,6 +12,7 @@
 //! | `latest`  | reads with the newest snapshot (unique keys, queue controls)      |
 //! | `queue_id` | (database, table, queue) in shared memory                     |
 //! | `hash`    | FNV-1a: stable advisory lock keys and shared-memory slots        |
+//! | `scratch` | memory contexts for work whose allocations die with it           |
 
 pub mod error;
 pub mod hash;
@@ -19,6 +20,7 @@ pub mod invalidation;
 pub mod latest;
 pub mod pinning;
 pub mod queue_id;
+pub mod scratch;
 pub mod subxact;
 pub mod table;
 pub mod utility;

@@ -11,9 +11,11 @@
 //!
 //! Advisory locks are only the fast path; the row decides. Any role can take any advisory lock,
 //! so a session could hold a job's key without claiming it ("squatting"). A real claimer
-//! updates the row right after taking the key, so its transaction shows as the row's `xmax`.
-//! When the key is taken but no live transaction is updating the row, the job is claimed
-//! through its row lock instead (`FOR UPDATE SKIP LOCKED`, then the same re-checked update):
+//! updates the row right after taking the key, so its transaction shows as the row's `xmax`
+//! (read again when the key is found taken: the scan may have read the row between a
+//! claimer's lock and its update). When the key is taken but no running transaction is
+//! updating the row, nor a committed one changed it since, the job is claimed through its row
+//! lock instead (`FOR UPDATE SKIP LOCKED`, then the same re-checked update):
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
@@ -111,13 +113,13 @@ pub fn claim(
     };
     let mut jobs = Vec::new();
     // What a pass allocates besides the jobs (index scans, tuples, SPI's results) lives in a
-    // context of its own, freed after it: a blocking get passes over and over.
-    let mut passcx = PgMemoryContexts::new("pq claim");
+    // context of its own, freed after it.
+    let mut pass = crate::plumbing::scratch::Scratch::new(c"pq claim");
     loop {
         let from = start.map_or(Key::MIN, |s| s.from);
         // SAFETY: everything kept from the pass is Rust-owned or in `memcx`.
-        let passed = unsafe { passcx.switch_to(|_| claim_from(&ask, from, &mut jobs, memcx)) };
-        unsafe { passcx.reset() };
+        let passed = unsafe { pass.run(|| claim_from(&ask, from, &mut jobs, memcx)) };
+        pass.reset();
         if let (Some(s), Some(to), true) = (&start, passed, advancing) {
             crate::queue::heads::advance(s, to);
         }
@@ -215,7 +217,9 @@ fn claim_from(
             }
             match job {
                 Some(job) => {
-                    CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id)));
+                    // SAFETY: reads the current subtransaction's id.
+                    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+                    CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id), sub));
                     jobs.push(job);
                     claimed = true;
                 }
@@ -355,11 +359,19 @@ pub fn claimed_keys() -> Vec<(pg_sys::Oid, String, Option<Key>)> {
 }
 
 thread_local! {
-    /// The jobs this transaction claimed and has not yet recorded an outcome for: only these
-    /// may be reported failed (`pq_task_failed`), so nobody can replay a done job as its
-    /// enqueuer by marking it failed. Forgotten at commit and abort (`wake::on_xact_event`).
-    static CLAIMED: std::cell::RefCell<std::collections::HashSet<(pg_sys::Oid, i64)>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
+    /// The jobs this transaction claimed and has not yet recorded an outcome for, each with
+    /// the subtransaction that claimed it: only these may be reported failed
+    /// (`pq_task_failed`), so nobody can replay a done job as its enqueuer by marking it
+    /// failed. Forgotten at commit and abort (`wake::on_xact_event`), and with the
+    /// subtransaction that claimed them ([`on_subxact_abort`]): its rollback un-claims them.
+    static CLAIMED: std::cell::RefCell<std::collections::HashMap<(pg_sys::Oid, i64), pg_sys::SubTransactionId>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Subtransaction `sub` rolled back: its claims, and those of the subtransactions inside it
+/// (all started after it, so numbered above it), are undone with it.
+pub fn on_subxact_abort(sub: pg_sys::SubTransactionId) {
+    CLAIMED.with(|c| c.borrow_mut().retain(|_, claimed_in| *claimed_in < sub));
 }
 
 /// Whether this transaction claimed job `id` of `table` and has not recorded its outcome;
@@ -369,7 +381,7 @@ thread_local! {
 /// if !claim::take_claim(table.oid, id) { /* not ours to report */ }
 /// ```
 pub fn take_claim(table: pg_sys::Oid, id: i64) -> bool {
-    CLAIMED.with(|c| c.borrow_mut().remove(&(table, id)))
+    CLAIMED.with(|c| c.borrow_mut().remove(&(table, id)).is_some())
 }
 
 /// Forgets every claim of the transaction that just ended.

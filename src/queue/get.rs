@@ -27,10 +27,24 @@ fn pq_get(
     timeout: Option<Interval>,
     batch_size: Option<i32>,
     tbl: Option<pg_sys::Oid>,
-    functions: Option<Vec<String>>,
+    functions: Option<Vec<Option<String>>>,
     fcinfo: pg_sys::FunctionCallInfo,
 ) {
     let queue = require_queue(queue);
+    let functions: Option<Vec<String>> = functions.map(|names| {
+        names
+            .into_iter()
+            .map(|name| {
+                name.unwrap_or_else(|| {
+                    raise(
+                        ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                        "functions must not contain NULL".into(),
+                        "pass the handlers' names, e.g. functions => ARRAY['eat']",
+                    )
+                })
+            })
+            .collect()
+    });
     let limit = match batch_size {
         Some(n) if n > 0 && n as usize > crate::queue::claim::MAX_CLAIMS => raise(
             ERRCODE_INVALID_PARAMETER_VALUE,

@@ -43,7 +43,11 @@ pub fn get(
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut poll = Duration::from_millis(POLL_MS);
     let mut woken = false;
+    // Each re-check allocates (the claim's setup, next_due's arguments): in a context of its
+    // own, emptied after it, so a long wait stays flat however often it is woken.
+    let mut check = crate::plumbing::scratch::Scratch::new(c"pq wait");
     loop {
+        check.reset();
         // Advertise the tag before checking, so that a put committing during the check sets
         // our latch and the sleep below returns at once. A lock or I/O wait inside the check
         // overwrites the tag until it ends (the poll cap covers a put in that instant), so it
@@ -51,7 +55,8 @@ pub fn get(
         advertise(tag);
         // SAFETY: our own latch.
         unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
-        let jobs = claim(table, queue, only, limit, memcx);
+        // SAFETY: the jobs' payloads go to `memcx`; the rest of a claim is Rust-owned.
+        let jobs = unsafe { check.run(|| claim(table, queue, only, limit, memcx)) };
         if !jobs.is_empty() {
             advertise(0);
             if woken {
@@ -76,7 +81,8 @@ pub fn get(
             }
             sleep = sleep.min(left);
         }
-        if let Some(due) = next_due(table, queue) {
+        // SAFETY: returns a Rust value.
+        if let Some(due) = unsafe { check.run(|| next_due(table, queue)) } {
             sleep = sleep.min(due);
         }
         advertise(0); // WaitLatch advertises it again for the sleep itself

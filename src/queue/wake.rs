@@ -221,6 +221,7 @@ pub unsafe extern "C-unwind" fn on_subxact_event(
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         on_claims_rolled_back();
+        crate::queue::claim::on_subxact_abort(my);
         crate::operations::limits::on_subxact_abort(my);
         crate::operations::metrics::on_subxact_abort(my);
     }

@@ -922,6 +922,52 @@ fn second_review_trust_replays_and_fake_cancels() {
     );
 }
 
+/// A claim undone by ROLLBACK TO SAVEPOINT is no claim: its job cannot then be reported
+/// failed (and so requeued and replayed as its enqueuer) once another worker has done it.
+#[test]
+fn a_claim_rolled_back_to_a_savepoint_cannot_replay_the_task() {
+    let mut admin = connect();
+    role(&mut admin, "sec_sp", "consumer");
+    admin
+        .batch_execute(
+            r#"CREATE TABLE IF NOT EXISTS sec_sp_ran (x text);
+               CREATE OR REPLACE FUNCTION sec_sp_job(x text) RETURNS void LANGUAGE sql
+                   AS $$ INSERT INTO public.sec_sp_ran VALUES (x) $$;
+               SELECT pq_register_task('sec_sp_job(text)');"#,
+        )
+        .unwrap();
+    let job: i64 = admin
+        .query_one(
+            "SELECT pq_put_task('sec_sp', 'sec_sp_job(text)', '[\"once\"]', max_retries => 5)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut attacker = connect();
+    attacker
+        .batch_execute("SET ROLE sec_sp; BEGIN; SAVEPOINT s")
+        .unwrap();
+    let got: i64 = attacker
+        .query_one("SELECT id FROM pq_get('sec_sp')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(got, job);
+    attacker.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    assert_eq!(work(&mut admin, "sec_sp")[0].0, "done");
+    attacker
+        .execute(
+            "UPDATE queue SET dequeued_at = dequeued_at WHERE id = $1",
+            &[&job],
+        )
+        .unwrap();
+    let e = attacker
+        .query_one("SELECT pq_task_failed($1, 'P0001', 'replay')", &[&job])
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "55000");
+    attacker.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM sec_sp_ran"), 1);
+}
+
 /// What a third review found: a no-op UPDATE (which makes the caller the row's last writer)
 /// does not let anyone but the claiming transaction report a done job failed; and a job whose
 /// error message would echo 135 MB of its own data is recorded (message truncated), not left
