@@ -5,7 +5,6 @@
 //! wake-up, found in review).
 
 use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
 
 /// A child of the current memory context, named `name`, deleted on drop (and with its parent
 /// if an error unwinds past it).
@@ -38,7 +37,19 @@ impl Scratch {
     /// Nothing `f` allocates in the current context may be used after [`Scratch::reset`] or
     /// the drop: what must outlive it goes to an explicit context or into Rust values.
     pub unsafe fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        unsafe { PgMemoryContexts::For(self.0).switch_to(|_| f()) }
+        /// Makes the caller's context current again, also when an error unwinds through `run`
+        /// (pgrx's `switch_to` does not), so that the drop never deletes the current context.
+        struct Restore(pg_sys::MemoryContext);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: the context that was current when `run` began, alive.
+                unsafe { pg_sys::CurrentMemoryContext = self.0 };
+            }
+        }
+        // SAFETY: switching contexts, as MemoryContextSwitchTo does.
+        let _restore = Restore(unsafe { pg_sys::CurrentMemoryContext });
+        unsafe { pg_sys::CurrentMemoryContext = self.0 };
+        f()
     }
 
     /// Frees everything allocated in it so far.

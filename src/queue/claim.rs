@@ -15,7 +15,8 @@
 //! (read again when the key is found taken: the scan may have read the row between a
 //! claimer's lock and its update). When the key is taken but no running transaction is
 //! updating the row, nor a committed one changed it since, the job is claimed through its row
-//! lock instead (`FOR UPDATE SKIP LOCKED`, then the same re-checked update):
+//! lock instead (claim.sql's `FOR NO KEY UPDATE SKIP LOCKED` and re-check, the statement that
+//! also settles what a direct update cannot; it never waits for another transaction's lock):
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
@@ -171,19 +172,20 @@ fn claim_from(
             passing = false;
             return true;
         }
-        let stmt = if try_lock(table, c.id) {
-            Some(Stmt::Claim)
-        } else if being_claimed(c.xmax) {
-            None // being claimed by a running transaction: its abort lowers the head
+        // Under the job's advisory lock, or, for a squatted job, by its row lock alone.
+        let squatted = if try_lock(table, c.id) {
+            Some(false)
         } else {
             // The key's holder may have updated the row since we read it (we read it between
-            // its lock and its update): then it is a claimer, not a squatter, and no statement
-            // need settle it. Only a row nobody has touched goes to its row lock.
-            let now = c.tid.map_or(pg_sys::InvalidTransactionId, |tid| {
-                crate::queue::dequeue::xmax_now(table.oid, tid)
-            });
+            // its lock and its update): the row's header now says. A running updater or locker
+            // is a claimer (a lock that blocks no update, FOR KEY SHARE, does not count); only
+            // a row nobody is changing goes to its row lock.
+            let now = match c.tid {
+                Some(tid) => crate::queue::dequeue::xmax_now(table.oid, tid),
+                None => c.xmax,
+            };
             if being_claimed(now) {
-                None // as above
+                None // being claimed by a running transaction: its abort lowers the head
             } else if now != pg_sys::InvalidTransactionId
                 && unsafe { pg_sys::TransactionIdDidCommit(now) }
             {
@@ -192,11 +194,11 @@ fn claim_from(
                 passing = false;
                 None
             } else {
-                Some(Stmt::ClaimSquatted)
+                Some(true)
             }
         };
         let mut claimed = false;
-        if let Some(stmt) = stmt {
+        if let Some(squatted) = squatted {
             // A limited queue: a slot first, or stop here (every slot is held).
             if slots.is_some_and(|n| !crate::operations::limits::take(table.oid, queue, n)) {
                 return false;
@@ -204,14 +206,25 @@ fn claim_from(
             // Under its advisory lock, a job read from the indexes is marked dequeued directly
             // where the table allows (see `dequeue`); otherwise, or if its row changed, by SQL.
             use crate::queue::dequeue::{dequeue, Dequeued};
-            let job = match (stmt, c.tid) {
-                (Stmt::Claim, Some(tid)) => match dequeue(table, tid, c.id, memcx) {
+            let direct_consumed = std::cell::Cell::new(false);
+            let job = match (squatted, c.tid) {
+                (false, Some(tid)) => match dequeue(table, tid, c.id, memcx) {
                     Dequeued::Claimed(job) => Some(job),
-                    Dequeued::Consumed => None,
-                    Dequeued::ToSql => claim_one(table, stmt, c.id, memcx),
+                    Dequeued::Consumed => {
+                        direct_consumed.set(true);
+                        None
+                    }
+                    Dequeued::ToSql => claim_one(table, c.id, memcx),
                 },
-                _ => claim_one(table, stmt, c.id, memcx),
-            };
+                _ => claim_one(table, c.id, memcx),
+            }
+            .or_else(|| {
+                // claim.sql took nothing: consumed since our snapshot, or skipped as locked
+                // by someone who may not be claiming it (SKIP LOCKED cannot say which), so the
+                // head must not pass it. (The direct path's own outcomes set this above.)
+                passing = passing && direct_consumed.get();
+                None
+            });
             if job.is_none() && slots.is_some() {
                 crate::operations::limits::unused(table.oid, queue);
             }
@@ -219,14 +232,15 @@ fn claim_from(
                 Some(job) => {
                     // SAFETY: reads the current subtransaction's id.
                     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-                    CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id), sub));
+                    let entry = Claimed {
+                        claimed_in: sub,
+                        reported_in: None,
+                    };
+                    CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id), entry));
                     jobs.push(job);
                     claimed = true;
                 }
-                // A row lock held by someone who may not be claiming it (SKIP LOCKED skipped
-                // it): the head must not pass it.
-                None if stmt == Stmt::ClaimSquatted => passing = false,
-                None => {} // consumed since our snapshot
+                None => {} // see above for the head
             }
         }
         if claimed {
@@ -364,24 +378,48 @@ thread_local! {
     /// (`pq_task_failed`), so nobody can replay a done job as its enqueuer by marking it
     /// failed. Forgotten at commit and abort (`wake::on_xact_event`), and with the
     /// subtransaction that claimed them ([`on_subxact_abort`]): its rollback un-claims them.
-    static CLAIMED: std::cell::RefCell<std::collections::HashMap<(pg_sys::Oid, i64), pg_sys::SubTransactionId>> =
+    static CLAIMED: std::cell::RefCell<std::collections::HashMap<(pg_sys::Oid, i64), Claimed>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
+/// A job of [`CLAIMED`]: the subtransaction that claimed it, and the one that recorded its
+/// outcome, if any.
+struct Claimed {
+    claimed_in: pg_sys::SubTransactionId,
+    reported_in: Option<pg_sys::SubTransactionId>,
+}
+
 /// Subtransaction `sub` rolled back: its claims, and those of the subtransactions inside it
-/// (all started after it, so numbered above it), are undone with it.
+/// (all started after it, so numbered above it), are undone with it; so are the outcomes it
+/// recorded (the claim may record one again).
 pub fn on_subxact_abort(sub: pg_sys::SubTransactionId) {
-    CLAIMED.with(|c| c.borrow_mut().retain(|_, claimed_in| *claimed_in < sub));
+    CLAIMED.with(|c| {
+        let mut c = c.borrow_mut();
+        c.retain(|_, j| j.claimed_in < sub);
+        for j in c.values_mut() {
+            if j.reported_in.is_some_and(|r| r >= sub) {
+                j.reported_in = None;
+            }
+        }
+    });
 }
 
 /// Whether this transaction claimed job `id` of `table` and has not recorded its outcome;
-/// forgets it, so an outcome is recorded once.
+/// marks it recorded, so an outcome is recorded once (unless the subtransaction that recorded
+/// it rolls back).
 ///
 /// ```ignore
 /// if !claim::take_claim(table.oid, id) { /* not ours to report */ }
 /// ```
 pub fn take_claim(table: pg_sys::Oid, id: i64) -> bool {
-    CLAIMED.with(|c| c.borrow_mut().remove(&(table, id)).is_some())
+    CLAIMED.with(|c| match c.borrow_mut().get_mut(&(table, id)) {
+        Some(j) if j.reported_in.is_none() => {
+            // SAFETY: reads the current subtransaction's id.
+            j.reported_in = Some(unsafe { pg_sys::GetCurrentSubTransactionId() });
+            true
+        }
+        _ => false,
+    })
 }
 
 /// Forgets every claim of the transaction that just ended.
@@ -418,12 +456,12 @@ pub fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
     xmax != pg_sys::InvalidTransactionId && unsafe { pg_sys::TransactionIdIsInProgress(xmax) }
 }
 
-/// Claims job `id` with `stmt` (`Claim` under its advisory lock, `ClaimSquatted` by its row
-/// lock), copying its payload into `memcx`.
-fn claim_one(table: &QueueTable, stmt: Stmt, id: i64, memcx: &mut PgMemoryContexts) -> Option<Job> {
+/// Claims job `id` through claim.sql (under its advisory lock, or a squatted job by its row
+/// lock alone), copying its payload into `memcx`.
+fn claim_one(table: &QueueTable, id: i64, memcx: &mut PgMemoryContexts) -> Option<Job> {
     pinned(|pinned| {
         Spi::connect(|client| {
-            table.with_plan(pinned, client, stmt, |plan| {
+            table.with_plan(pinned, client, Stmt::Claim, |plan| {
                 // pq's own write: it keeps the job's enqueuer (see `enqueuer`).
                 let rows = crate::tasks::enqueuer::as_pq(table.oid, id, || {
                     client.select(plan, None, &[id.into()])

@@ -123,7 +123,7 @@ unsafe fn update(
                 new,
                 cid,
                 std::ptr::null_mut(),
-                true,
+                false, // never wait: a row someone else holds is claim.sql's to skip
                 &mut failure,
                 &mut lockmode,
             );
@@ -142,7 +142,7 @@ unsafe fn update(
                 new,
                 cid,
                 std::ptr::null_mut(),
-                true,
+                false, // never wait: a row someone else holds is claim.sql's to skip
                 &mut failure,
                 &mut lockmode,
                 &mut which,
@@ -152,9 +152,11 @@ unsafe fn update(
         };
         match result {
             pg_sys::TM_Result::TM_Ok => {}
-            // heap_update waited for any running updater, so these committed after our read. A
-            // claim, or a delete, leaves nothing to take; any other update (a requeue, a
-            // pq_update) may have left the job ready, and claim.sql re-checks the newest version.
+            // These two committed after our read. A claim, or a delete, leaves nothing to take;
+            // any other update (a requeue, a pq_update) may have left the job ready, and
+            // claim.sql re-checks the newest version. A running updater or locker
+            // (TM_BeingModified, never waited for here) goes to claim.sql too, whose SKIP LOCKED
+            // skips another transaction's lock but not our own.
             pg_sys::TM_Result::TM_Deleted => return Dequeued::Consumed,
             pg_sys::TM_Result::TM_Updated if dequeued(rel, failure.ctid, cols) => {
                 return Dequeued::Consumed
@@ -222,7 +224,9 @@ pub fn xmax_now(table: pg_sys::Oid, tid: pg_sys::ItemPointerData) -> pg_sys::Tra
                 // HEAP_XMAX_IS_LOCKED_ONLY (not a multixact here)
                 let lock_only = mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
                     || mask & pg_sys::HEAP_LOCK_MASK == pg_sys::HEAP_XMAX_EXCL_LOCK;
-                if lock_only && !pg_sys::TransactionIdIsInProgress(xmax) {
+                // FOR KEY SHARE blocks no claim (claim.sql's FOR NO KEY UPDATE passes it).
+                let key_share = mask & pg_sys::HEAP_LOCK_MASK == pg_sys::HEAP_XMAX_KEYSHR_LOCK;
+                if lock_only && (key_share || !pg_sys::TransactionIdIsInProgress(xmax)) {
                     xmax = pg_sys::InvalidTransactionId;
                 }
             }

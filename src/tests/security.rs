@@ -922,6 +922,78 @@ fn second_review_trust_replays_and_fake_cancels() {
     );
 }
 
+/// A squatter and an open FOR KEY SHARE (a foreign key check on the job) together hold
+/// nothing back: that lock blocks no claim, so the job is not taken for one being claimed.
+#[test]
+fn a_squatted_job_under_an_open_key_share_lock_is_claimed() {
+    let mut c = connect();
+    let table: i32 = c
+        .query_one("SELECT 'queue'::regclass::oid::int", &[])
+        .unwrap()
+        .get(0);
+    let id: i64 = c
+        .query_one("SELECT pq_put('sec_keyshare', '{}')", &[])
+        .unwrap()
+        .get(0);
+    let mut squatter = connect();
+    squatter
+        .execute("SELECT pg_advisory_lock($1, $2)", &[&table, &(id as i32)])
+        .unwrap();
+    let mut locker = connect();
+    let mut tx = locker.transaction().unwrap();
+    tx.execute("SELECT 1 FROM queue WHERE id = $1 FOR KEY SHARE", &[&id])
+        .unwrap();
+    let got: Vec<i64> = c
+        .query("SELECT id FROM pq_get('sec_keyshare')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(got, vec![id]);
+    tx.rollback().unwrap();
+}
+
+/// A failure recorded in a savepoint that rolls back is undone with it; the claim may record it
+/// again (review: the second pq_task_failed got 55000 and the job was consumed with no retry).
+#[test]
+fn a_failure_recorded_in_a_rolled_back_savepoint_can_be_recorded_again() {
+    let mut c = connect();
+    let id: i64 = c
+        .query_one(
+            r#"SELECT pq_put('sec_refail', '{"function": "eat", "args": [], "kwargs": {}, "retried": 0, "max_retries": 3, "retry_in": "1s"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut w = connect();
+    w.batch_execute("BEGIN").unwrap();
+    let got: i64 = w
+        .query_one(
+            "SELECT id FROM pq_get('sec_refail', functions => ARRAY['eat'])",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(got, id);
+    w.batch_execute("SAVEPOINT a").unwrap();
+    let first: String = w
+        .query_one("SELECT pq_task_failed($1, 'P0001', 'x')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(first, "retry");
+    w.batch_execute("ROLLBACK TO SAVEPOINT a").unwrap();
+    let again: String = w
+        .query_one("SELECT pq_task_failed($1, 'P0001', 'x')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(again, "retry");
+    let e = w
+        .query_one("SELECT pq_task_failed($1, 'P0001', 'x')", &[&id])
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "55000", "an outcome is recorded once");
+    w.batch_execute("ROLLBACK").unwrap();
+}
+
 /// A claim undone by ROLLBACK TO SAVEPOINT is no claim: its job cannot then be reported
 /// failed (and so requeued and replayed as its enqueuer) once another worker has done it.
 #[test]

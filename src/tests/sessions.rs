@@ -797,3 +797,55 @@ fn a_blocking_get_woken_ten_thousand_times_keeps_its_memory() {
         after - before
     );
 }
+
+/// A job another transaction holds without pq's key (Python pq's open claim, a pq_update, a
+/// row lock, a delete) is skipped, never waited for, on the direct and the SQL path alike;
+/// when that transaction rolls back, the next claim takes the job (the head did not pass it).
+#[test]
+fn a_row_held_by_a_transaction_without_the_key_is_skipped_not_waited_for() {
+    let holds = [
+        "UPDATE queue SET dequeued_at = now() WHERE id = $1",
+        "UPDATE queue SET data = '{\"changed\": true}' WHERE id = $1",
+        "SELECT 1 FROM queue WHERE id = $1 FOR UPDATE",
+        "SELECT 1 FROM queue WHERE id = $1 FOR SHARE",
+        "DELETE FROM queue WHERE id = $1",
+    ];
+    for direct in ["on", "off"] {
+        for hold in holds {
+            let mut c = connect();
+            c.batch_execute(&format!(
+                "SET pq.direct_writes = {direct}; SET statement_timeout = '5s'; SELECT pq_clear('s_rowheld')"
+            ))
+            .unwrap();
+            let ids = put_n(&mut c, "s_rowheld", 2);
+            let mut holder = connect();
+            let mut tx = holder.transaction().unwrap();
+            tx.execute(hold, &[&ids[0]]).unwrap();
+            let t = Instant::now();
+            let got: Vec<i64> = c
+                .query("SELECT id FROM pq_get('s_rowheld')", &[])
+                .unwrap_or_else(|e| panic!("{hold} (direct writes {direct}): {e}"))
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(got, vec![ids[1]], "{hold} (direct writes {direct})");
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "{hold}: waited {:?}",
+                t.elapsed()
+            );
+            tx.rollback().unwrap();
+            let next: Vec<i64> = c
+                .query("SELECT id FROM pq_get('s_rowheld')", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(
+                next,
+                vec![ids[0]],
+                "after {hold} rolled back (direct writes {direct})"
+            );
+        }
+    }
+}
