@@ -228,19 +228,16 @@ fn claim_from(
             if job.is_none() && slots.is_some() {
                 crate::operations::limits::unused(table.oid, queue);
             }
-            match job {
-                Some(job) => {
-                    // SAFETY: reads the current subtransaction's id.
-                    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-                    let entry = Claimed {
-                        claimed_in: sub,
-                        reported_in: None,
-                    };
-                    CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id), entry));
-                    jobs.push(job);
-                    claimed = true;
-                }
-                None => {} // see above for the head
+            if let Some(job) = job {
+                // SAFETY: reads the current subtransaction's id.
+                let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+                let entry = Claimed {
+                    claimed_in: sub,
+                    reported_in: None,
+                };
+                CLAIMED.with(|c| c.borrow_mut().insert((table.oid, job.id), entry));
+                jobs.push(job);
+                claimed = true;
             }
         }
         if claimed {
