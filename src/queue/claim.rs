@@ -206,25 +206,24 @@ fn claim_from(
             // Under its advisory lock, a job read from the indexes is marked dequeued directly
             // where the table allows (see `dequeue`); otherwise, or if its row changed, by SQL.
             use crate::queue::dequeue::{dequeue, Dequeued};
-            let direct_consumed = std::cell::Cell::new(false);
-            let job = match (squatted, c.tid) {
-                (false, Some(tid)) => match dequeue(table, tid, c.id, memcx) {
-                    Dequeued::Claimed(job) => Some(job),
-                    Dequeued::Consumed => {
-                        direct_consumed.set(true);
-                        None
+            let direct = match (squatted, c.tid) {
+                (false, Some(tid)) => dequeue(table, tid, c.id, memcx),
+                _ => Dequeued::ToSql,
+            };
+            let job = match direct {
+                Dequeued::Claimed(job) => Some(job),
+                Dequeued::Consumed => None,
+                Dequeued::ToSql => {
+                    let job = claim_one(table, c.id, memcx);
+                    if job.is_none() {
+                        // Consumed since our snapshot, or skipped as locked by someone who may
+                        // not be claiming it (SKIP LOCKED cannot say which): the head must not
+                        // pass it.
+                        passing = false;
                     }
-                    Dequeued::ToSql => claim_one(table, c.id, memcx),
-                },
-                _ => claim_one(table, c.id, memcx),
-            }
-            .or_else(|| {
-                // claim.sql took nothing: consumed since our snapshot, or skipped as locked
-                // by someone who may not be claiming it (SKIP LOCKED cannot say which), so the
-                // head must not pass it. (The direct path's own outcomes set this above.)
-                passing = passing && direct_consumed.get();
-                None
-            });
+                    job
+                }
+            };
             if job.is_none() && slots.is_some() {
                 crate::operations::limits::unused(table.oid, queue);
             }

@@ -82,18 +82,9 @@ unsafe fn update(
         let desc = (*rel).rd_att;
         // The row version the candidate scan saw (its snapshot is still registered, so it
         // cannot have been pruned); only its contents are used, heap_update decides the rest.
-        let mut old: pg_sys::HeapTupleData = std::mem::zeroed();
-        old.t_self = tid;
-        let mut buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
-        if !pg_sys::heap_fetch(
-            rel,
-            &raw mut pg_sys::SnapshotAnyData,
-            &mut old,
-            &mut buffer,
-            true,
-        ) {
+        let Some((mut old, buffer)) = fetch_any(rel, tid) else {
             return Dequeued::ToSql;
-        }
+        };
         let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
         let mut column = cols.dequeued_at;
         let mut value = now;
@@ -173,21 +164,33 @@ unsafe fn update(
     }
 }
 
-/// Whether the row version at `tid` (the one an update of our candidate made) is dequeued.
-unsafe fn dequeued(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, cols: Columns) -> bool {
+/// The row version at `tid` of open table `rel`, whatever its visibility, with its buffer
+/// pinned (the caller releases it); `None` if the slot holds no tuple.
+unsafe fn fetch_any(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+) -> Option<(pg_sys::HeapTupleData, pg_sys::Buffer)> {
     unsafe {
         let mut row: pg_sys::HeapTupleData = std::mem::zeroed();
         row.t_self = tid;
         let mut buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
-        if !pg_sys::heap_fetch(
+        pg_sys::heap_fetch(
             rel,
             &raw mut pg_sys::SnapshotAnyData,
             &mut row,
             &mut buffer,
             true,
-        ) {
+        )
+        .then_some((row, buffer))
+    }
+}
+
+/// Whether the row version at `tid` (the one an update of our candidate made) is dequeued.
+unsafe fn dequeued(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, cols: Columns) -> bool {
+    unsafe {
+        let Some((mut row, buffer)) = fetch_any(rel, tid) else {
             return false;
-        }
+        };
         let mut null = false;
         pg_sys::heap_getattr(&mut row, cols.dequeued_at, (*rel).rd_att, &mut null);
         pg_sys::ReleaseBuffer(buffer);
@@ -206,17 +209,8 @@ pub fn xmax_now(table: pg_sys::Oid, tid: pg_sys::ItemPointerData) -> pg_sys::Tra
     // SAFETY: the claim holds the table's lock; the buffer is pinned while the header is read.
     unsafe {
         let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let mut row: pg_sys::HeapTupleData = std::mem::zeroed();
-        row.t_self = tid;
-        let mut buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
         let mut xmax = pg_sys::InvalidTransactionId;
-        if pg_sys::heap_fetch(
-            rel,
-            &raw mut pg_sys::SnapshotAnyData,
-            &mut row,
-            &mut buffer,
-            true,
-        ) {
+        if let Some((row, buffer)) = fetch_any(rel, tid) {
             let header = &*row.t_data;
             let mask = header.t_infomask as u32;
             if mask & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_IS_MULTI) == 0 {
