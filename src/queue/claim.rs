@@ -15,8 +15,9 @@
 //! (read again when the key is found taken: the scan may have read the row between a
 //! claimer's lock and its update). When the key is taken but no running transaction is
 //! updating the row, nor a committed one changed it since, the job is claimed through its row
-//! lock instead (claim.sql's `FOR NO KEY UPDATE SKIP LOCKED` and re-check, the statement that
-//! also settles what a direct update cannot; it never waits for another transaction's lock):
+//! lock instead (the direct update of `dequeue`, or claim.sql's `FOR NO KEY UPDATE SKIP
+//! LOCKED` and re-check, the statement that also settles what a direct update cannot; neither
+//! waits for another transaction's lock):
 //! a squatter can delay nothing, and exactly-once still holds because every claim re-checks
 //! `dequeued_at IS NULL` on the latest row version. `pq_stats` counts squatted jobs apart.
 
@@ -122,7 +123,7 @@ pub fn claim(
         let passed = unsafe { pass.run(|| claim_from(&ask, from, &mut jobs, memcx)) };
         pass.reset();
         if let (Some(s), Some(to), true) = (&start, passed, advancing) {
-            crate::queue::heads::advance(s, to);
+            crate::queue::heads::advance(s, to.after());
         }
         if !jobs.is_empty() {
             return jobs;
@@ -173,9 +174,7 @@ fn claim_from(
             return true;
         }
         // Under the job's advisory lock, or, for a squatted job, by its row lock alone.
-        let squatted = if try_lock(table, c.id) {
-            Some(false)
-        } else {
+        let take = try_lock(table, c.id) || {
             // The key's holder may have updated the row since we read it (we read it between
             // its lock and its update): the row's header now says. A running updater or locker
             // is a claimer (a lock that blocks no update, FOR KEY SHARE, does not count); only
@@ -185,30 +184,32 @@ fn claim_from(
                 None => c.xmax,
             };
             if being_claimed(now) {
-                None // being claimed by a running transaction: its abort lowers the head
+                false // being claimed by a running transaction: its abort lowers the head
             } else if now != pg_sys::InvalidTransactionId
                 && unsafe { pg_sys::TransactionIdDidCommit(now) }
             {
                 // Changed by a transaction that committed since our snapshot (a claim, or an
                 // update that may have left it ready): the next claim's snapshot sees which.
                 passing = false;
-                None
+                false
             } else {
-                Some(true)
+                true // squatted (or its claimer is between its lock and its update)
             }
         };
         let mut claimed = false;
-        if let Some(squatted) = squatted {
+        if take {
             // A limited queue: a slot first, or stop here (every slot is held).
             if slots.is_some_and(|n| !crate::operations::limits::take(table.oid, queue, n)) {
                 return false;
             }
-            // Under its advisory lock, a job read from the indexes is marked dequeued directly
-            // where the table allows (see `dequeue`); otherwise, or if its row changed, by SQL.
+            // A job read from the indexes is marked dequeued directly where the table allows
+            // (see `dequeue`); otherwise, or if its row changed, by SQL. Neither waits for a
+            // row lock, and both re-check the latest row version, so a squatted job is taken
+            // the same way as one under its key.
             use crate::queue::dequeue::{dequeue, Dequeued};
-            let direct = match (squatted, c.tid) {
-                (false, Some(tid)) => dequeue(table, tid, c.id, memcx),
-                _ => Dequeued::ToSql,
+            let direct = match c.tid {
+                Some(tid) => dequeue(table, tid, c.id, memcx),
+                None => Dequeued::ToSql,
             };
             let job = match direct {
                 Dequeued::Claimed(job) => Some(job),
