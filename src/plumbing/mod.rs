@@ -13,7 +13,9 @@
 //! | `queue_id` | (database, table, queue) in shared memory                     |
 //! | `hash`    | FNV-1a: stable advisory lock keys and shared-memory slots        |
 //! | `scratch` | memory contexts for work whose allocations die with it           |
+//! | `catalog` | catalog reads without a statement (first-call lookups)           |
 
+pub mod catalog;
 pub mod error;
 pub mod hash;
 pub mod invalidation;

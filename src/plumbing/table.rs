@@ -278,20 +278,34 @@ impl QueueTable {
 
 /// The extension's own relation `name` in this database (`queue`, `pq_registered_tasks`,
 /// `pq_queue_controls`, `pq_periodic`) and its owner, if the extension is created here and has
-/// it. Runs under the pinned search_path.
+/// it (a version before the relation's has not). Read from the catalogs: no statement runs.
 ///
 /// ```ignore
 /// let (controls, _owner) = table::extension_relation("pq_queue_controls")?;
 /// ```
 pub fn extension_relation(name: &str) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
-    match Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
-        include_str!("../queries/extension_relation.sql"),
-        &[name.into()],
-    ) {
-        Ok((Some(oid), Some(owner))) => Some((oid, owner)),
-        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => None,
-        Err(e) => panic!("looking for the pq extension's {name}: {e}"),
+    use crate::plumbing::catalog;
+    let mut schema = None;
+    catalog::scan(
+        pg_sys::ExtensionRelationId,
+        pg_sys::ExtensionNameIndexId,
+        pg_sys::Anum_pg_extension_extname,
+        pg_sys::F_NAMEEQ,
+        pg_sys::Datum::from(c"pq".as_ptr()),
+        // SAFETY: a live pg_extension row.
+        |row, _| {
+            schema = Some(unsafe {
+                (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(row)).extnamespace
+            })
+        },
+    );
+    let name = std::ffi::CString::new(name).expect("no NUL in pq's relation names");
+    // SAFETY: a syscache lookup.
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), schema?) };
+    if oid == pg_sys::InvalidOid {
+        return None;
     }
+    catalog::with_class(oid, |c| (oid, c.relowner))
 }
 
 /// Whether the current role holds privilege `mode` (`pg_sys::ACL_SELECT`, ...) on table `oid`.

@@ -428,19 +428,54 @@ unsafe fn index(oid: pg_sys::Oid, cols: Columns) -> Option<Option<Index>> {
     }
 }
 
+/// `column IS [NOT] NULL` as (column, whether IS NULL), if `node` is such a test of a column.
+unsafe fn null_test(node: *mut pg_sys::Node) -> Option<(i16, bool)> {
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_NullTest {
+            return None;
+        }
+        let test = node as *mut pg_sys::NullTest;
+        if (*test).argisrow {
+            return None;
+        }
+        let attno = var_of((*test).arg as *mut pg_sys::Node)?;
+        Some((
+            attno as i16,
+            (*test).nulltesttype == pg_sys::NullTestType::IS_NULL,
+        ))
+    }
+}
+
+/// The null tests an index predicate (`pg_index.indpred`, parsed) is made of, if it is only
+/// those, ANDed: what `candidates::find` looks for.
+///
+/// # Safety
+/// `node` is a parsed expression tree (or null).
+///
+/// ```ignore
+/// let tests = layout::null_tests(node); // Some([(3, true), (5, true)])
+/// ```
+pub unsafe fn null_tests(node: *mut pg_sys::Node) -> Option<Vec<(i16, bool)>> {
+    unsafe {
+        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_BoolExpr {
+            let and = node as *mut pg_sys::BoolExpr;
+            if (*and).boolop != pg_sys::BoolExprType::AND_EXPR {
+                return None;
+            }
+            return PgList::<pg_sys::Node>::from_pg((*and).args)
+                .iter_ptr()
+                .map(|n| null_test(n))
+                .collect();
+        }
+        null_test(node).map(|t| vec![t])
+    }
+}
+
 /// A predicate clause this module evaluates itself, if `node` is one.
 unsafe fn clause_of(node: *mut pg_sys::Node, cols: Columns) -> Option<Clause> {
     unsafe {
-        if (*node).type_ == pg_sys::NodeTag::T_NullTest {
-            let test = node as *mut pg_sys::NullTest;
-            if (*test).argisrow {
-                return None;
-            }
-            let attno = var_of((*test).arg as *mut pg_sys::Node)?;
-            return Some(Clause::Null(
-                attno,
-                (*test).nulltesttype == pg_sys::NullTestType::IS_NULL,
-            ));
+        if let Some((attno, is_null)) = null_test(node) {
+            return Some(Clause::Null(attno as i32, is_null));
         }
         // (data ->> 'function') ~~ '%)'
         let [field, pattern] = op_args(node, pg_sys::F_TEXTLIKE)?;

@@ -355,6 +355,114 @@ mod tests {
         );
     }
 
+    /// Claims read candidates straight from the ready and scheduled indexes only where both are
+    /// what `pq_create_table` makes, found by definition, not by name (else candidates.sql).
+    #[pg_test]
+    fn the_queue_indexes_are_found_by_what_they_are() {
+        const READY: &str = "WHERE dequeued_at IS NULL AND schedule_at IS NULL";
+        const SCHEDULED: &str =
+            "(q_name, schedule_at) WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL";
+        // (the ready index replacing pq_create_table's; None: keep it; whether claims read directly)
+        let cases: &[(Option<String>, bool)] = &[
+            (None, true),
+            (Some(format!("(q_name, expected_at, id) {READY}")), true),
+            (
+                Some(
+                    "(q_name, expected_at, id) WHERE schedule_at IS NULL AND dequeued_at IS NULL"
+                        .into(),
+                ),
+                true,
+            ),
+            (
+                Some(format!("(q_name, expected_at DESC, id) {READY}")),
+                false,
+            ),
+            (
+                Some(format!("(q_name COLLATE \"C\", expected_at, id) {READY}")),
+                false,
+            ),
+            (
+                Some(format!("(q_name, expected_at, id) INCLUDE (data) {READY}")),
+                false,
+            ),
+            (
+                Some(format!("(lower(q_name), expected_at, id) {READY}")),
+                false,
+            ),
+            (Some(format!("(q_name, expected_at) {READY}")), false),
+            (
+                Some(format!(
+                    "(q_name, expected_at, id) {READY} AND expected_at IS NULL"
+                )),
+                false,
+            ),
+            (
+                Some(
+                    "(q_name, expected_at, id) WHERE dequeued_at IS NULL OR schedule_at IS NULL"
+                        .into(),
+                ),
+                false,
+            ),
+            (
+                Some("(q_name, expected_at, id) WHERE dequeued_at IS NULL".into()),
+                false,
+            ),
+            (Some("(q_name, expected_at, id)".into()), false),
+            (Some(format!("USING hash (q_name) {READY}")), false),
+        ];
+        for (n, (ready, direct)) in cases.iter().enumerate() {
+            let t = format!("t_find_{n}");
+            Spi::run(&format!("SELECT pq_create_table('{t}')")).unwrap();
+            if let Some(def) = ready {
+                let def = def.replace("USING hash", "");
+                let using = if ready
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("USING hash"))
+                {
+                    "USING hash "
+                } else {
+                    ""
+                };
+                Spi::run(&format!(
+                    "DROP INDEX {t}_ready_idx; CREATE INDEX {t}_mine ON {t} {using}{def}"
+                ))
+                .unwrap_or_else(|e| panic!("{def}: {e}"));
+            }
+            let oid = one::<pg_sys::Oid>(&format!("SELECT '{t}'::regclass::oid")).unwrap();
+            let found = crate::queue::candidates::find(oid);
+            assert_eq!(found.is_some(), *direct, "ready index {ready:?}: {found:?}");
+            if let Some(found) = found {
+                let name = |o: pg_sys::Oid| {
+                    one::<String>(&format!("SELECT {}::oid::regclass::text", o.to_u32())).unwrap()
+                };
+                let ready_name = if ready.is_some() {
+                    format!("{t}_mine")
+                } else {
+                    format!("{t}_ready_idx")
+                };
+                assert_eq!(name(found.ready), ready_name);
+                assert_eq!(name(found.scheduled), format!("{t}_scheduled_idx"));
+            }
+        }
+        // Two of a kind: the older (lower oid) is read.
+        Spi::run(&format!("SELECT pq_create_table('t_find_two'); CREATE INDEX t_find_two_again ON t_find_two {SCHEDULED}")).unwrap();
+        let oid = one::<pg_sys::Oid>("SELECT 't_find_two'::regclass::oid").unwrap();
+        let found = crate::queue::candidates::find(oid).expect("found");
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT {}::oid::regclass::text",
+                found.scheduled.to_u32()
+            ))
+            .as_deref(),
+            Some("t_find_two_scheduled_idx")
+        );
+        // No scheduled index: no direct reads either.
+        Spi::run("SELECT pq_create_table('t_find_none'); DROP INDEX t_find_none_scheduled_idx")
+            .unwrap();
+        let oid = one::<pg_sys::Oid>("SELECT 't_find_none'::regclass::oid").unwrap();
+        assert_eq!(crate::queue::candidates::find(oid), None);
+    }
+
     #[pg_test]
     fn blocking_get_times_out_empty() {
         let t0 = std::time::Instant::now();
