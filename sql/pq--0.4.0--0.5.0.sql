@@ -295,7 +295,7 @@ BEGIN
         WHERE CASE $3 WHEN 'in_flight' THEN j.claimed
                       WHEN 'ready' THEN NOT j.claimed AND (j.schedule_at IS NULL OR j.schedule_at <= now())
                       ELSE NOT j.claimed AND j.schedule_at > now() END
-        ORDER BY j.schedule_at NULLS FIRST, j.expected_at NULLS LAST, j.id
+        ORDER BY CASE WHEN $3 = 'ready' THEN NULL ELSE j.schedule_at END, j.expected_at NULLS LAST, j.id
         LIMIT $2 $q$, tbl) USING queue, max_rows, state;
 END
 $fn$;

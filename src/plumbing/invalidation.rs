@@ -21,6 +21,9 @@ thread_local! {
         const { [RefCell::new(Vec::new()), RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
 }
 
+/// Most tables a cache is told about one by one before it is told "every table".
+const MARKS: usize = 64;
+
 /// Relcache invalidation callback, registered in `_PG_init`.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
@@ -29,7 +32,18 @@ pub unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, re
         for s in caches {
             // Never re-entered in practice; a missed mark only delays a reload until the next.
             if let Ok(mut s) = s.try_borrow_mut() {
-                s.push(which);
+                // Bounded: a backend that rarely calls pq may see millions of invalidations
+                // (temporary tables come and go) before a cache looks; past a few dozen marks,
+                // "every table" says it in one.
+                if s.first() == Some(&None) {
+                    continue;
+                }
+                if s.len() >= MARKS || which.is_none() {
+                    s.clear();
+                    s.push(None);
+                } else if !s.contains(&which) {
+                    s.push(which);
+                }
             }
         }
     });

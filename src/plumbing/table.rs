@@ -276,17 +276,35 @@ impl QueueTable {
     }
 }
 
-/// The extension's own relation `name` in this database (`queue`, `pq_registered_tasks`,
+/// The extension's own table `name` in this database (`queue`, `pq_registered_tasks`,
 /// `pq_queue_controls`, `pq_periodic`) and its owner, if the extension is created here and has
-/// it (a version before the relation's has not). Read from the catalogs: no statement runs.
+/// it. Only a table that is a member of the extension counts: before the version that adds
+/// one, anyone with CREATE on the extension's schema could make a relation of that name (a
+/// view calling their function, which every claim would run as its caller). Read from the
+/// catalogs: no statement runs.
 ///
 /// ```ignore
 /// let (controls, _owner) = table::extension_relation("pq_queue_controls")?;
 /// ```
 pub fn extension_relation(name: &str) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
-    use crate::plumbing::catalog;
-    let mut schema = None;
-    catalog::scan(
+    let (extension, schema) = extension_schema()?;
+    let oid = relation_in(schema, name)?;
+    // SAFETY: a catalog lookup.
+    let member = unsafe { pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, oid) };
+    if member != extension {
+        return None;
+    }
+    crate::plumbing::catalog::with_class(oid, |c| (oid, c.relowner))
+}
+
+/// The pq extension of this database and its schema, if it is created here.
+///
+/// ```ignore
+/// let (extension, schema) = table::extension_schema()?;
+/// ```
+pub fn extension_schema() -> Option<(pg_sys::Oid, pg_sys::Oid)> {
+    let mut found = None;
+    crate::plumbing::catalog::scan(
         pg_sys::ExtensionRelationId,
         pg_sys::ExtensionNameIndexId,
         pg_sys::Anum_pg_extension_extname,
@@ -294,18 +312,26 @@ pub fn extension_relation(name: &str) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
         pg_sys::Datum::from(c"pq".as_ptr()),
         // SAFETY: a live pg_extension row.
         |row, _| {
-            schema = Some(unsafe {
-                (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(row)).extnamespace
-            })
+            let form =
+                unsafe { &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(row) };
+            found = Some((form.oid, form.extnamespace));
         },
     );
-    let name = std::ffi::CString::new(name).expect("no NUL in pq's relation names");
-    // SAFETY: a syscache lookup.
-    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), schema?) };
-    if oid == pg_sys::InvalidOid {
-        return None;
-    }
-    catalog::with_class(oid, |c| (oid, c.relowner))
+    found
+}
+
+/// The plain table `name` in schema `schema`, if there is one.
+///
+/// ```ignore
+/// let queue = table::relation_in(schema, "queue");
+/// ```
+pub fn relation_in(schema: pg_sys::Oid, name: &str) -> Option<pg_sys::Oid> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: syscache lookups.
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), schema) };
+    (oid != pg_sys::InvalidOid
+        && unsafe { pg_sys::get_rel_relkind(oid) } as u8 == pg_sys::RELKIND_RELATION)
+        .then_some(oid)
 }
 
 /// Whether the current role holds privilege `mode` (`pg_sys::ACL_SELECT`, ...) on table `oid`.
@@ -319,6 +345,20 @@ pub fn may(oid: pg_sys::Oid, mode: u32) -> bool {
         pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), mode as pg_sys::AclMode)
             == pg_sys::AclResult::ACLCHECK_OK
     }
+}
+
+/// Whether the current role holds privilege `mode` on table `oid` or on any of its columns.
+pub fn may_some(oid: pg_sys::Oid, mode: u32) -> bool {
+    // SAFETY: catalog checks of the current user's rights.
+    may(oid, mode)
+        || unsafe {
+            pg_sys::pg_attribute_aclcheck_all(
+                oid,
+                pg_sys::GetUserId(),
+                mode as pg_sys::AclMode,
+                pg_sys::AclMaskHow::ACLMASK_ANY,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+        }
 }
 
 /// Whether the current role may `SELECT` column `attnum` of table `oid` (a table-wide grant

@@ -10,22 +10,23 @@
 -- The payload is not read, so skipping a candidate never detoasts it; only a client worker's
 -- claim ($7) reads each candidate's task function, which it filters on in Rust (a filter here
 -- would be pushed into every arm and, in a generic plan, turn the index scans into seq scans).
--- xmax tells a job some transaction is claiming (its row is being updated) from one whose
--- advisory lock is merely held (see claim.rs); `scheduled` tells which arm a job came from.
-SELECT c.id, CASE WHEN $7 THEN c.data->>'function' END AS function, c.xmax, c.expected_at,
-       c.scheduled
+-- tableoid and ctid address the row version read, whose header tells a job some transaction
+-- is claiming (its row is being updated) from one whose advisory lock is merely held (see
+-- claim.rs); `scheduled` tells which arm a job came from.
+SELECT c.id, CASE WHEN $7 THEN c.data->>'function' END AS function, c.tableoid, c.ctid,
+       c.expected_at, c.scheduled
 FROM (
-    (SELECT id, expected_at, data, xmax, false AS scheduled FROM {table}
+    (SELECT id, expected_at, data, tableoid, ctid, false AS scheduled FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NULL
        AND expected_at IS NOT NULL AND (expected_at, id) >= ($4, $5)
      ORDER BY expected_at NULLS LAST, id)
     UNION ALL
-    (SELECT id, expected_at, data, xmax, false FROM {table}
+    (SELECT id, expected_at, data, tableoid, ctid, false FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NULL
        AND expected_at IS NULL AND id >= $6
      ORDER BY expected_at NULLS LAST, id)
     UNION ALL
-    (SELECT id, expected_at, data, xmax, true FROM {table}
+    (SELECT id, expected_at, data, tableoid, ctid, true FROM {table}
      WHERE q_name = $1 AND dequeued_at IS NULL AND schedule_at IS NOT NULL AND schedule_at <= $2
      ORDER BY expected_at NULLS LAST, id)
 ) AS c

@@ -13,7 +13,7 @@
 //! 3. merged into both, the due scheduled jobs, read whole from the scheduled index and
 //!    sorted (few, as in the SQL version).
 //!
-//! Only ids, `expected_at` and `xmax` are read (and, for a client worker's claim, the task
+//! Only ids and `expected_at` are read (and, for a client worker's claim, the task
 //! function): a skipped candidate's payload is never detoasted. Reading around the executor
 //! must not read around its checks: only a session holding `SELECT` on the table, and to
 //! which no row-level security applies, reads directly ([`readable`]); the claim itself is an
@@ -28,7 +28,9 @@ pub struct Candidate {
     pub id: i64,
     /// Its task function (`data->>'function'`), read only when asked for.
     pub function: Option<String>,
-    pub xmax: pg_sys::TransactionId,
+    /// The table holding the row version read (a partition or child when read through SQL)
+    /// and its address there: its header says who is changing the row (`dequeue::xmax_now`).
+    pub row: (pg_sys::Oid, pg_sys::ItemPointerData),
     pub key: Key,
     /// Whether it came from the scheduled index (such jobs never move a head).
     pub scheduled: bool,
@@ -334,10 +336,7 @@ pub fn read(
                 } else {
                     None
                 },
-                xmax: get(pg_sys::MaxTransactionIdAttributeNumber)
-                    .map_or(pg_sys::InvalidTransactionId, |d| {
-                        pg_sys::TransactionId::from(d.value() as u32)
-                    }),
+                row: (heap_oid, (*t).t_self),
                 key: Key {
                     expected_at: get(cols.expected_at).map(|d| d.value() as i64),
                     id,

@@ -92,6 +92,20 @@ pub fn claim(
     let table = &QueueTable::resolve(Some(table.oid));
     let controls = crate::operations::controls::of(table, queue);
     if controls.paused {
+        // What the claim's UPDATE would refuse, refused here too: a role with no right to
+        // claim learns nothing from a paused queue (and keeps no lock on it: the error ends
+        // its transaction).
+        use crate::plumbing::table::may_some;
+        if !may_some(table.oid, pg_sys::ACL_SELECT) || !may_some(table.oid, pg_sys::ACL_UPDATE) {
+            crate::plumbing::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for table {}",
+                    crate::plumbing::table::qualified_name(table.oid)
+                ),
+                "claiming needs SELECT and UPDATE on the queue table: GRANT SELECT, UPDATE ON queue TO worker_role",
+            )
+        }
         return Vec::new(); // see `pause`: its waiters wake on resume
     }
     // The queue's head (see `heads`), read before the cursor takes its snapshot. Only a plain
@@ -176,13 +190,11 @@ fn claim_from(
         // Under the job's advisory lock, or, for a squatted job, by its row lock alone.
         let take = try_lock(table, c.id) || {
             // The key's holder may have updated the row since we read it (we read it between
-            // its lock and its update): the row's header now says. A running updater or locker
-            // is a claimer (a lock that blocks no update, FOR KEY SHARE, does not count); only
-            // a row nobody is changing goes to its row lock.
-            let now = match c.tid {
-                Some(tid) => crate::queue::dequeue::xmax_now(table.oid, tid),
-                None => c.xmax,
-            };
+            // its lock and its update): the row's header now says. A running updater is a
+            // claimer; a row only locked (FOR SHARE, a foreign key's FOR KEY SHARE, ...) or
+            // nobody is changing goes to its row lock, whose statement skips a lock it cannot
+            // take and keeps the head before the job.
+            let now = crate::queue::dequeue::xmax_now(c.row.0, c.row.1);
             if being_claimed(now) {
                 false // being claimed by a running transaction: its abort lowers the head
             } else if now != pg_sys::InvalidTransactionId
@@ -305,20 +317,22 @@ fn sql_candidates(ask: &Ask<'_>, from: Key, consider: &mut dyn FnMut(&Candidate)
                         .map(|row| Candidate {
                             id: row.get::<i64>(1).ok().flatten().expect("id is NOT NULL"),
                             function: row.get::<String>(2).ok().flatten(),
-                            xmax: row
-                                .get::<pg_sys::TransactionId>(3)
-                                .ok()
-                                .flatten()
-                                .unwrap_or(pg_sys::InvalidTransactionId),
+                            row: (
+                                row.get::<pg_sys::Oid>(3).ok().flatten().expect("tableoid"),
+                                row.get::<pg_sys::ItemPointerData>(4)
+                                    .ok()
+                                    .flatten()
+                                    .expect("ctid"),
+                            ),
                             key: Key {
                                 expected_at: row
-                                    .get::<TimestampWithTimeZone>(4)
+                                    .get::<TimestampWithTimeZone>(5)
                                     .ok()
                                     .flatten()
                                     .map(|t| t.into_inner()),
                                 id: row.get::<i64>(1).ok().flatten().unwrap_or(0),
                             },
-                            scheduled: row.get::<bool>(5).ok().flatten().unwrap_or(true),
+                            scheduled: row.get::<bool>(6).ok().flatten().unwrap_or(true),
                             tid: None,
                         })
                         .collect();
@@ -446,9 +460,8 @@ fn try_lock(table: &QueueTable, id: i64) -> bool {
     .unwrap_or(false)
 }
 
-/// Whether a transaction that is still running is updating or locking the row whose `xmax`
-/// this is: a real claimer. (A multixact id reads as not running, which costs one extra
-/// `SKIP LOCKED` probe, never a wrong claim.)
+/// Whether the transaction updating the row whose `xmax` this is (from `dequeue::xmax_now`,
+/// which leaves out locks and multixacts) is still running: a real claimer.
 pub fn being_claimed(xmax: pg_sys::TransactionId) -> bool {
     xmax != pg_sys::InvalidTransactionId && unsafe { pg_sys::TransactionIdIsInProgress(xmax) }
 }

@@ -198,31 +198,28 @@ unsafe fn dequeued(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, cols: Co
     }
 }
 
-/// The transaction that updated or deleted the row version at `tid` of `table`, or locks it
-/// now, as its header says (`InvalidTransactionId`: none; also for a lock that has ended, which
-/// leaves the row as it was, and for a multixact, which the caller's statement settles).
+/// The transaction that updated or deleted the row version at `tid` of `table`, as its
+/// header says: a claimer always updates the row, so a lock alone (of any strength, running or
+/// ended) counts as none, and so does a multixact: a lock-only holder is no claimer, and
+/// whoever holds the row is the claim's statement to skip (`InvalidTransactionId`: none).
 ///
 /// ```ignore
 /// let xmax = dequeue::xmax_now(table.oid, tid);
 /// ```
 pub fn xmax_now(table: pg_sys::Oid, tid: pg_sys::ItemPointerData) -> pg_sys::TransactionId {
-    // SAFETY: the claim holds the table's lock; the buffer is pinned while the header is read.
+    // SAFETY: the claim holds the table's lock (a partition's or child's, read through SQL,
+    // is locked by that statement); the buffer is pinned while the header is read.
     unsafe {
         let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let mut xmax = pg_sys::InvalidTransactionId;
         if let Some((row, buffer)) = fetch_any(rel, tid) {
             let header = &*row.t_data;
             let mask = header.t_infomask as u32;
-            if mask & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_IS_MULTI) == 0 {
+            // HEAP_XMAX_IS_LOCKED_ONLY (not a multixact here)
+            let lock_only = mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
+                || mask & pg_sys::HEAP_LOCK_MASK == pg_sys::HEAP_XMAX_EXCL_LOCK;
+            if mask & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_IS_MULTI) == 0 && !lock_only {
                 xmax = header.t_choice.t_heap.t_xmax;
-                // HEAP_XMAX_IS_LOCKED_ONLY (not a multixact here)
-                let lock_only = mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
-                    || mask & pg_sys::HEAP_LOCK_MASK == pg_sys::HEAP_XMAX_EXCL_LOCK;
-                // FOR KEY SHARE blocks no claim (claim.sql's FOR NO KEY UPDATE passes it).
-                let key_share = mask & pg_sys::HEAP_LOCK_MASK == pg_sys::HEAP_XMAX_KEYSHR_LOCK;
-                if lock_only && (key_share || !pg_sys::TransactionIdIsInProgress(xmax)) {
-                    xmax = pg_sys::InvalidTransactionId;
-                }
             }
             pg_sys::ReleaseBuffer(buffer);
         }

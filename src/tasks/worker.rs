@@ -197,9 +197,11 @@ pub extern "C-unwind" fn pq_worker_main(_arg: pg_sys::Datum) {
     }
 }
 
-/// The extension's `queue` table in this database, once `CREATE EXTENSION pq` has run.
+/// The `queue` table in the extension's schema, once `CREATE EXTENSION pq` has run (also one
+/// made again with `pq_create_table('queue')` there, which is no member of the extension).
 fn extension_table() -> Option<crate::plumbing::table::QueueTable> {
-    let (oid, _) =
-        crate::plumbing::pinning::pinned(|_| crate::plumbing::table::extension_relation("queue"))?;
-    Some(crate::plumbing::table::QueueTable::resolve(Some(oid)))
+    use crate::plumbing::table;
+    let (_, schema) = table::extension_schema()?;
+    let oid = table::relation_in(schema, "queue")?;
+    Some(table::QueueTable::resolve(Some(oid)))
 }

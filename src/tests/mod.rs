@@ -463,6 +463,68 @@ mod tests {
         assert_eq!(crate::queue::candidates::find(oid), None);
     }
 
+    /// pq's own tables are the extension's members, never a look-alike of the same name in its
+    /// schema (review: before 0.5.0 added pq_queue_controls, anyone with CREATE there could add
+    /// a view by that name, and every claim ran its function as the claimer).
+    #[pg_test]
+    fn only_the_extension_s_own_tables_are_used() {
+        use crate::plumbing::table::extension_relation;
+        assert!(extension_relation("pq_queue_controls").is_some());
+        Spi::run("ALTER EXTENSION pq DROP TABLE pq_queue_controls").unwrap();
+        assert_eq!(
+            extension_relation("pq_queue_controls"),
+            None,
+            "not a member"
+        );
+        Spi::run(
+            "ALTER TABLE pq_queue_controls RENAME TO t_old_controls; \
+             CREATE VIEW pq_queue_controls AS SELECT * FROM t_old_controls",
+        )
+        .unwrap();
+        assert_eq!(extension_relation("pq_queue_controls"), None, "a view");
+        // Claims treat the queues as having no controls.
+        Spi::run("SELECT pq_put('t_lookalike', '{}')").unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('t_lookalike')"),
+            Some(1)
+        );
+    }
+
+    /// A role that may not claim from a queue table gets 42501 from a paused queue too, as from
+    /// any other (review: it got no rows, no error, and kept a lock on the table).
+    #[pg_test(error = "permission denied for table public.t_paused_priv")]
+    fn a_paused_queue_refuses_a_role_that_may_not_claim() {
+        Spi::run(
+            "SELECT pq_create_table('t_paused_priv'); SELECT pq_pause('q', tbl => 't_paused_priv'); \
+             CREATE ROLE t_nobody; SET ROLE t_nobody",
+        )
+        .unwrap();
+        Spi::run("SELECT * FROM pq_get('q', tbl => 't_paused_priv')").unwrap();
+    }
+
+    /// `pq_jobs(queue, 'ready')` lists jobs in the order claims take them: a due scheduled job
+    /// with an earlier `expected_at` before an unscheduled one (review: it listed by
+    /// `schedule_at` first).
+    #[pg_test]
+    fn ready_jobs_are_listed_in_claim_order() {
+        Spi::run(
+            "INSERT INTO queue (q_name, data, schedule_at, expected_at) \
+             VALUES ('t_jobs_order', '{\"n\": 1}', now() - interval '1 s', now() + interval '1 h'); \
+             SELECT pq_put('t_jobs_order', '{\"n\": 2}', expected_at => '5h'); \
+             SELECT pq_put('t_jobs_order', '{\"n\": 3}')",
+        )
+        .unwrap();
+        let listed = one::<String>(
+            "SELECT string_agg(data->>'n', ',' ORDER BY ord) \
+             FROM pq_jobs('t_jobs_order') WITH ORDINALITY AS j(id, status, e, s, x, data, err, ord)",
+        );
+        let claimed: Vec<String> = (0..3)
+            .map(|_| one::<String>("SELECT data->>'n' FROM pq_get('t_jobs_order')").unwrap())
+            .collect();
+        assert_eq!(listed.as_deref(), Some("1,2,3"));
+        assert_eq!(Some(claimed.join(",")), listed);
+    }
+
     #[pg_test]
     fn blocking_get_times_out_empty() {
         let t0 = std::time::Instant::now();
