@@ -805,6 +805,40 @@ fn a_blocking_get_woken_twenty_thousand_times_keeps_its_memory() {
     );
 }
 
+/// A backend that rarely calls pq keeps its memory however many relations change meanwhile:
+/// pq's caches are told of each change, in a bounded list (review: three entries per relcache
+/// invalidation, kept until the cache was next used, about 150 bytes per temporary table).
+#[test]
+fn relcache_invalidations_do_not_grow_a_backend_that_does_not_call_pq() {
+    let mut c = connect();
+    c.batch_execute(
+        "CREATE OR REPLACE PROCEDURE s_churn(n int) LANGUAGE plpgsql AS $$ BEGIN \
+         FOR i IN 1..n LOOP CREATE TEMP TABLE s_churn_t (a int); DROP TABLE s_churn_t; COMMIT; \
+         END LOOP; END $$; \
+         SELECT pq_len('s_churn')",
+    )
+    .unwrap();
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let private_kb = || -> i64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    c.batch_execute("CALL s_churn(500)").unwrap(); // caches warm up
+    let mut growth = Vec::new();
+    let mut last = private_kb();
+    for _ in 0..3 {
+        c.batch_execute("CALL s_churn(3000)").unwrap();
+        let now = private_kb();
+        growth.push(now - last);
+        last = now;
+    }
+    assert!(
+        growth.iter().min().unwrap() < &64,
+        "the backend grew in every round of 3,000 invalidated tables: {growth:?} kB"
+    );
+}
+
 /// A job another transaction holds without pq's key (Python pq's open claim, a pq_update, a
 /// row lock, a delete) is skipped, never waited for, on the direct and the SQL path alike;
 /// when that transaction rolls back, the next claim takes the job (the head did not pass it).
