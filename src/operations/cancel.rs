@@ -44,8 +44,10 @@ impl Status {
     }
 }
 
-/// Job `id`'s status and, when it is in flight, the backend claiming it: the holder of its
-/// advisory key, while a transaction is updating its row.
+/// Job `id`'s status and, when it is in flight (its advisory key held while a transaction is
+/// updating its row), the backend claiming it: the one running that transaction, or else the
+/// key's holder (a squatter holds a key without claiming: the claimer of a squatted job is the
+/// row's updater).
 fn status(table: &QueueTable, id: i64) -> Option<(Status, Option<i32>)> {
     pinned(|p| {
         Spi::connect(|client| {
@@ -58,7 +60,9 @@ fn status(table: &QueueTable, id: i64) -> Option<(Status, Option<i32>)> {
                 }
                 let row = rows.first();
                 let flag = |i| row.get::<bool>(i).ok().flatten().unwrap_or(false);
-                let holder = row.get::<i32>(6).ok().flatten().filter(|_| flag(5));
+                let held = row.get::<i32>(6).ok().flatten().filter(|_| flag(5));
+                let updater = row.get::<i32>(7).ok().flatten();
+                let holder = held.map(|key| updater.unwrap_or(key));
                 let status = match (flag(1), flag(2), flag(3), holder.is_some(), flag(4)) {
                     (true, true, _, _, _) => Status::Cancelled,
                     (true, _, true, _, _) => Status::Failed,

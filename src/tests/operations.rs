@@ -441,6 +441,58 @@ fn cancel_stops_a_pending_job_and_a_running_claim_for_good() {
     assert_eq!(status(&mut c, done).as_deref(), Some("done"));
 }
 
+/// The claimer of a squatted job (its key held by a session that is not claiming it, so the
+/// job was claimed through its row lock) is the one pq_cancel stops, never the squatter
+/// (review: the squatter's statement was cancelled and the claim went on).
+#[test]
+fn cancel_signals_the_claimer_of_a_squatted_job_not_the_squatter() {
+    let mut c = connect();
+    c.batch_execute("SELECT pq_clear('o_cancel_sq')").unwrap();
+    let id = put(&mut c, "o_cancel_sq");
+    let mut squatter = connect();
+    squatter
+        .execute(
+            "SELECT pg_advisory_lock('queue'::regclass::oid::int, $1::int)",
+            &[&(id as i32)],
+        )
+        .unwrap();
+    let squatting = thread::spawn(move || {
+        let slept = squatter.batch_execute("SELECT pg_sleep(4)");
+        squatter
+            .batch_execute("SELECT pg_advisory_unlock_all()")
+            .unwrap();
+        slept.map_err(|e| e.to_string())
+    });
+    let mut worker = connect();
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let claimer = thread::spawn(move || {
+        let mut tx = worker.transaction().unwrap();
+        claimed_tx.send(get_one(&mut tx, "o_cancel_sq")).unwrap();
+        let e = tx.batch_execute("SELECT pg_sleep(30)").unwrap_err();
+        let code = e.as_db_error().map(|d| d.code().code().to_string());
+        tx.rollback().unwrap();
+        code
+    });
+    assert_eq!(
+        claimed_rx.recv().unwrap(),
+        Some(id),
+        "claimed through its row lock"
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(status(&mut c, id).as_deref(), Some("in_flight"));
+    assert!(c
+        .query_one("SELECT pq_cancel($1)", &[&id])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert_eq!(claimer.join().unwrap().as_deref(), Some("57014"));
+    assert_eq!(
+        squatting.join().unwrap(),
+        Ok(()),
+        "the squatter was cancelled"
+    );
+    assert_eq!(status(&mut c, id).as_deref(), Some("cancelled"));
+}
+
 #[test]
 fn cancel_gives_up_on_an_idle_claimer_and_respects_pg_cancel_backend_rules() {
     let mut c = connect();
