@@ -226,6 +226,10 @@ fn claim_from(
             let job = match direct {
                 Dequeued::Claimed(job) => Some(job),
                 Dequeued::Consumed => None,
+                Dequeued::Locked => {
+                    passing = false; // as claim.sql's SKIP LOCKED below would leave it
+                    None
+                }
                 Dequeued::ToSql => {
                     let job = claim_one(table, c.id, memcx);
                     if job.is_none() {

@@ -25,6 +25,10 @@ pub enum Dequeued {
     /// Nothing: a transaction that committed after the candidate was read claimed (or deleted)
     /// it. (claim.sql would find the same, through a statement.)
     Consumed,
+    /// Nothing: another running transaction is updating the row (a claimer that reached it
+    /// first). claim.sql's `SKIP LOCKED` would skip it the same way, so the head must not
+    /// pass it: that transaction may roll back, or not be a claim.
+    Locked,
     /// Nothing: claim.sql decides (the table or transaction does not allow a direct write, or
     /// the row changed in a way only its re-check settles).
     ToSql,
@@ -152,6 +156,11 @@ unsafe fn update(
             pg_sys::TM_Result::TM_Updated if dequeued(rel, failure.ctid, cols) => {
                 return Dequeued::Consumed
             }
+            // Another transaction's update, running (a lock, ours or not, or a multixact, is
+            // claim.sql's to settle).
+            pg_sys::TM_Result::TM_BeingModified if updated_by_another(rel, tid) => {
+                return Dequeued::Locked
+            }
             _ => return Dequeued::ToSql,
         }
         if indexed {
@@ -208,10 +217,20 @@ unsafe fn dequeued(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, cols: Co
 /// ```
 pub fn xmax_now(table: pg_sys::Oid, tid: pg_sys::ItemPointerData) -> pg_sys::TransactionId {
     // SAFETY: the claim holds the table's lock (a partition's or child's, read through SQL,
-    // is locked by that statement); the buffer is pinned while the header is read.
+    // is locked by that statement).
     unsafe {
         let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let xmax = updater(rel, tid);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        xmax
+    }
+}
+
+/// [`xmax_now`] of open table `rel`.
+unsafe fn updater(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> pg_sys::TransactionId {
+    unsafe {
         let mut xmax = pg_sys::InvalidTransactionId;
+        // The buffer stays pinned while the header is read.
         if let Some((row, buffer)) = fetch_any(rel, tid) {
             let header = &*row.t_data;
             let mask = header.t_infomask as u32;
@@ -223,8 +242,16 @@ pub fn xmax_now(table: pg_sys::Oid, tid: pg_sys::ItemPointerData) -> pg_sys::Tra
             }
             pg_sys::ReleaseBuffer(buffer);
         }
-        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         xmax
+    }
+}
+
+/// Whether a running transaction other than ours is updating the row version at `tid`.
+unsafe fn updated_by_another(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
+    unsafe {
+        let xmax = updater(rel, tid);
+        crate::queue::claim::being_claimed(xmax)
+            && !pg_sys::TransactionIdIsCurrentTransactionId(xmax)
     }
 }
 

@@ -679,3 +679,54 @@ fn a_squatted_job_behind_a_row_lock_keeps_its_place() {
         drop(squatter);
     }
 }
+
+/// A job whose row another transaction is updating (not a claim, so nothing lowers the head
+/// when it ends) is skipped without waiting, and the head does not pass it: once that update
+/// ends, committed or rolled back, the next claim takes it before the jobs put after it. On the
+/// direct path the claim's own `heap_update` finds the running update; through SQL, `SKIP
+/// LOCKED` does.
+#[test]
+fn a_job_being_updated_by_another_transaction_keeps_its_place() {
+    let mut c = connect();
+    for (table, sql_path) in [("h_upd_idx", false), ("h_upd_sql", true)] {
+        c.batch_execute(&format!("SELECT pq_create_table('{table}')"))
+            .unwrap();
+        if sql_path {
+            c.batch_execute(&format!("DROP INDEX {table}_ready_idx"))
+                .unwrap();
+        }
+        let put = |c: &mut Client| -> i64 {
+            c.query_one(
+                &format!("SELECT pq_put('q', '{{}}', tbl => '{table}')"),
+                &[],
+            )
+            .unwrap()
+            .get(0)
+        };
+        let get = |c: &mut Client| -> Option<i64> {
+            c.query_opt(
+                &format!("SELECT id FROM pq_get('q', tbl => '{table}')"),
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+        };
+        for end in ["ROLLBACK", "COMMIT"] {
+            let (j, k, l) = (put(&mut c), put(&mut c), put(&mut c));
+            // An update of a column the enqueuer trigger does not watch: no head is lowered
+            // when it ends.
+            let mut updater = connect();
+            updater
+                .batch_execute(&format!(
+                    "BEGIN; UPDATE {table} SET enqueued_at = enqueued_at WHERE id = {j}"
+                ))
+                .unwrap();
+            let t0 = Instant::now();
+            assert_eq!(get(&mut c), Some(k), "{table}: past the row being updated");
+            assert!(t0.elapsed() < Duration::from_secs(2), "{table}: waited");
+            updater.batch_execute(end).unwrap();
+            assert_eq!(get(&mut c), Some(j), "{table}, {end}: before {l}");
+            assert_eq!(get(&mut c), Some(l), "{table}, {end}");
+        }
+    }
+}
