@@ -8,14 +8,20 @@ SELECT q.dequeued_at IS NOT NULL,
        jsonb_typeof(q.data) = 'object' AND q.data ? 'failed_at',
        q.schedule_at IS NOT NULL AND q.schedule_at > $2,
        q.xmax <> '0'::xid,
-       (SELECT l.pid FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
-          AND l.classid = q.tableoid AND l.objid = (q.id & 4294967295)::oid
-          AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-        LIMIT 1),
-       (SELECT l.pid FROM pg_locks l
-        WHERE l.locktype = 'transactionid' AND l.transactionid = q.xmax
-          AND l.mode = 'ExclusiveLock' AND l.granted
-        LIMIT 1)
+       holders.key_holder,
+       holders.updater
 FROM {table} q
+CROSS JOIN LATERAL (  -- one read of pg_locks for both
+    SELECT min(l.pid) FILTER (
+               WHERE l.locktype = 'advisory' AND l.objsubid = 2
+                 AND l.classid = q.tableoid AND l.objid = (q.id & 4294967295)::oid
+                 AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+           ) AS key_holder,
+           min(l.pid) FILTER (
+               WHERE l.locktype = 'transactionid' AND l.transactionid = q.xmax
+                 AND l.mode = 'ExclusiveLock'
+           ) AS updater
+    FROM pg_locks l
+    WHERE l.granted AND l.locktype IN ('advisory', 'transactionid')
+) holders
 WHERE q.id = $1
