@@ -766,11 +766,6 @@ fn a_blocking_get_woken_twenty_thousand_times_keeps_its_memory() {
             .query("SELECT * FROM pq_get('s_mem', '10min')", &[])
             .map(|r| r.len())
     });
-    let private_kb = || -> i64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
     let puts = |c: &mut Client, n: i32| {
         c.batch_execute(&format!(
             "DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM pq_put('s_mem', '{{}}'); COMMIT; END LOOP; END $$"
@@ -780,14 +775,7 @@ fn a_blocking_get_woken_twenty_thousand_times_keeps_its_memory() {
     puts(&mut c, 1_000); // caches and plans warm up
                          // A leak grows the waiter in every round; a context's block doubling or a cache filling
                          // grows it once, so the quietest round is the one that tells.
-    let mut growth = Vec::new();
-    let mut last = private_kb();
-    for _ in 0..4 {
-        puts(&mut c, 5_000);
-        let now = private_kb();
-        growth.push(now - last);
-        last = now;
-    }
+    let growth = growth_per_round(pid, 4, || puts(&mut c, 5_000));
     c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
     let ended = getter.join().unwrap();
     holder.batch_execute("ROLLBACK").unwrap();
@@ -805,6 +793,25 @@ fn a_blocking_get_woken_twenty_thousand_times_keeps_its_memory() {
     );
 }
 
+/// The private memory (`RssAnon`, kB) of backend `pid` of the test cluster, on this machine.
+fn private_kb(pid: i32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How much backend `pid`'s private memory grew over each of `rounds` runs of `work`, kB.
+fn growth_per_round(pid: i32, rounds: usize, mut work: impl FnMut()) -> Vec<i64> {
+    let mut last = private_kb(pid);
+    (0..rounds)
+        .map(|_| {
+            work();
+            let now = private_kb(pid);
+            now - std::mem::replace(&mut last, now)
+        })
+        .collect()
+}
+
 /// A backend that rarely calls pq keeps its memory however many relations change meanwhile:
 /// pq's caches are told of each change, in a bounded list (review: three entries per relcache
 /// invalidation, kept until the cache was next used, about 150 bytes per temporary table).
@@ -819,20 +826,8 @@ fn relcache_invalidations_do_not_grow_a_backend_that_does_not_call_pq() {
     )
     .unwrap();
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let private_kb = || -> i64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
     c.batch_execute("CALL s_churn(500)").unwrap(); // caches warm up
-    let mut growth = Vec::new();
-    let mut last = private_kb();
-    for _ in 0..3 {
-        c.batch_execute("CALL s_churn(3000)").unwrap();
-        let now = private_kb();
-        growth.push(now - last);
-        last = now;
-    }
+    let growth = growth_per_round(pid, 3, || c.batch_execute("CALL s_churn(3000)").unwrap());
     assert!(
         growth.iter().min().unwrap() < &64,
         "the backend grew in every round of 3,000 invalidated tables: {growth:?} kB"
