@@ -34,9 +34,9 @@ pub struct Candidate {
     pub key: Key,
     /// Whether it came from the scheduled index (such jobs never move a head).
     pub scheduled: bool,
-    /// The address of the row version read, when read straight from the indexes (see
-    /// `dequeue`).
-    pub tid: Option<pg_sys::ItemPointerData>,
+    /// Whether it was read straight from the indexes, so `row` is a row version of the queue
+    /// table itself that `dequeue` may update directly.
+    pub direct: bool,
 }
 
 /// The ready and scheduled indexes of a queue table, if it has both.
@@ -65,9 +65,13 @@ pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
     // Only a plain table without inheritance children is read directly: a partitioned one has
     // no heap or index data of its own (its partitions do), and a child's rows are the
     // table's to SQL but not in its indexes; both are claimed through candidates.sql.
-    if unsafe { pg_sys::get_rel_relkind(oid) } as u8 != pg_sys::RELKIND_RELATION
-        || has_children(oid)
-    {
+    // (`relhassubclass`: adding a child changes the table's catalog row, so `table`'s cache
+    // of `find` is dropped then; the flag can outlive the last child until the next VACUUM,
+    // which only sends claims to SQL meanwhile.)
+    let plain_table = crate::plumbing::catalog::with_class(oid, |c| {
+        c.relkind as u8 == pg_sys::RELKIND_RELATION && !c.relhassubclass
+    });
+    if plain_table != Some(true) {
         return None;
     }
     let att = |name: &std::ffi::CStr| unsafe { pg_sys::get_attnum(oid, name.as_ptr()) };
@@ -97,8 +101,8 @@ pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
                 && form.indisready
                 && form.indnkeyatts == form.indnatts
                 && column(pg_sys::Anum_pg_index_indexprs).is_none()
-                && pg_sys::get_rel_relkind(index) as u8 == pg_sys::RELKIND_INDEX
-                && catalog::with_class(index, |c| c.relam) == Some(pg_sys::BTREE_AM_OID);
+                && catalog::with_class(index, |c| (c.relkind as u8, c.relam))
+                    == Some((pg_sys::RELKIND_INDEX, pg_sys::BTREE_AM_OID));
             if !plain {
                 return;
             }
@@ -169,13 +173,6 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
     !rls && crate::plumbing::table::may(oid, pg_sys::ACL_SELECT)
         && crate::plumbing::table::may_reach(oid)
-}
-
-/// Whether table `oid` may have inheritance children (`INHERITS`). Adding one changes the
-/// table's catalog row, so `table`'s cache of `find` is dropped then. (The flag can outlive
-/// the last child until the next VACUUM; that only sends claims to SQL meanwhile.)
-fn has_children(oid: pg_sys::Oid) -> bool {
-    crate::plumbing::catalog::with_class(oid, |c| c.relhassubclass).unwrap_or(false)
 }
 
 /// An open index scan with its scan keys; ended on drop.
@@ -342,7 +339,7 @@ pub fn read(
                     id,
                 },
                 scheduled,
-                tid: Some((*t).t_self),
+                direct: true,
             }
         };
 

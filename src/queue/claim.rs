@@ -219,9 +219,10 @@ fn claim_from(
             // row lock, and both re-check the latest row version, so a squatted job is taken
             // the same way as one under its key.
             use crate::queue::dequeue::{dequeue, Dequeued};
-            let direct = match c.tid {
-                Some(tid) => dequeue(table, tid, c.id, memcx),
-                None => Dequeued::ToSql,
+            let direct = if c.direct {
+                dequeue(table, c.row.1, c.id, memcx)
+            } else {
+                Dequeued::ToSql
             };
             let job = match direct {
                 Dequeued::Claimed(job) => Some(job),
@@ -337,7 +338,7 @@ fn sql_candidates(ask: &Ask<'_>, from: Key, consider: &mut dyn FnMut(&Candidate)
                                 id: row.get::<i64>(1).ok().flatten().unwrap_or(0),
                             },
                             scheduled: row.get::<bool>(6).ok().flatten().unwrap_or(true),
-                            tid: None,
+                            direct: false,
                         })
                         .collect();
                     for c in &rows {
