@@ -55,36 +55,64 @@ pub fn all(table: &QueueTable) -> Rc<HashMap<String, Controls>> {
     })
 }
 
-/// Reads the controls of `table`'s queues, with the newest snapshot: a session in a REPEATABLE
-/// READ transaction must not cache (and keep using afterwards) controls its old snapshot saw.
-/// A database whose extension predates the controls table (not yet `ALTER EXTENSION pq
-/// UPDATE`d) has none.
+/// Reads the controls of `table`'s queues from `pq_queue_controls`, with the newest snapshot:
+/// a session in a REPEATABLE READ transaction must not cache (and keep using afterwards)
+/// controls its old snapshot saw. Read without a statement (a tiny table everyone may read),
+/// so a backend's first claim plans nothing for it. A database whose extension predates the
+/// controls table (not yet `ALTER EXTENSION pq UPDATE`d) has none.
 fn load(table: pg_sys::Oid) -> HashMap<String, Controls> {
-    crate::plumbing::pinning::pinned(|_| {
-        let Some(name) = controls_table() else {
-            return HashMap::new();
-        };
-        let sql = include_str!("../queries/controls_of.sql").replace("{controls}", &name);
-        let mut controls = HashMap::new();
-        let args = [(pg_sys::OIDOID, pg_sys::Datum::from(table))];
-        crate::plumbing::latest::select(&sql, &args, |col| {
-            // SAFETY: column 1 is text, 2 boolean, 3 integer (controls_of.sql).
-            let queue = col(1).and_then(|d| unsafe { String::from_datum(d, false) });
-            if let Some(queue) = queue {
-                let paused = col(2).is_some_and(|d| d.value() != 0);
-                let limit = col(3).map(|d| (d.value() as i32).max(1) as u32);
-                controls.insert(queue, Controls { paused, limit });
+    let mut controls = HashMap::new();
+    let Some((relation, _)) = crate::plumbing::table::extension_relation("pq_queue_controls")
+    else {
+        return controls;
+    };
+    let [tbl, queue, paused_at, limit] = layout(relation);
+    crate::plumbing::catalog::scan_latest(
+        relation,
+        tbl,
+        pg_sys::F_OIDEQ,
+        pg_sys::Datum::from(table),
+        // SAFETY: a live row of the controls table, its columns of the types checked.
+        |row, desc| unsafe {
+            let get = |attno| crate::plumbing::catalog::column(row, desc, attno);
+            if let Some(queue) = get(queue).and_then(|d| String::from_datum(d, false)) {
+                controls.insert(
+                    queue,
+                    Controls {
+                        paused: get(paused_at).is_some(),
+                        limit: get(limit).map(|d| (d.value() as i32).max(1) as u32),
+                    },
+                );
             }
-        });
-        controls
-    })
+        },
+    );
+    controls
 }
 
-/// The qualified name of `pq_queue_controls`, if this database's extension has it. Runs
-/// under the pinned search_path.
-pub fn controls_table() -> Option<String> {
-    crate::plumbing::table::extension_relation("pq_queue_controls")
-        .map(|(oid, _)| crate::plumbing::table::qualified_name(oid))
+/// The numbers of `pq_queue_controls`' columns `tbl`, `q_name`, `paused_at` and
+/// `concurrency_limit`, checked to be of pq's types (rows are read by type).
+fn layout(relation: pg_sys::Oid) -> [u32; 4] {
+    let wanted = [
+        (c"tbl", pg_sys::REGCLASSOID),
+        (c"q_name", pg_sys::TEXTOID),
+        (c"paused_at", pg_sys::TIMESTAMPTZOID),
+        (c"concurrency_limit", pg_sys::INT4OID),
+    ];
+    wanted.map(|(name, ty)| {
+        // SAFETY: catalog lookups.
+        let attno = unsafe { pg_sys::get_attnum(relation, name.as_ptr()) };
+        if attno <= 0 || unsafe { pg_sys::get_atttype(relation, attno) } != ty {
+            crate::plumbing::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!(
+                    "pq_queue_controls.{} is missing or of another type",
+                    name.to_str().unwrap_or("?")
+                ),
+                "restore pq's table: ALTER EXTENSION pq UPDATE, or drop and create the extension",
+            )
+        }
+        attno as u32
+    })
 }
 
 /// The `pq_controls_changed()` trigger function, declared in sql/schema.sql.

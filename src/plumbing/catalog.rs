@@ -1,6 +1,7 @@
 //! Catalog reads without a statement, for the lookups a backend makes on its first call: the
 //! same reads in SQL were parsed and planned each time, which cost a fresh backend's first
-//! `pq_get` about 4 ms (finding the queue indexes) and 1 ms (finding pq's own tables).
+//! `pq_get` about 4 ms (finding the queue indexes), 1 ms (finding pq's own tables) and 1 ms
+//! (reading the queue controls, a tiny table of pq's own read the same way).
 
 use pgrx::prelude::*;
 
@@ -19,6 +20,51 @@ pub fn scan(
     attno: u32,
     eq: u32,
     key: pg_sys::Datum,
+    row: impl FnMut(pg_sys::HeapTuple, pg_sys::TupleDesc),
+) {
+    read(
+        catalog,
+        Some(index),
+        attno,
+        eq,
+        key,
+        std::ptr::null_mut(),
+        row,
+    )
+}
+
+/// Like [`scan`], for one of pq's own small tables (`table`, read whole, no index) under the
+/// newest snapshot: what other sessions committed, even inside a REPEATABLE READ transaction
+/// (see `latest`).
+///
+/// ```ignore
+/// catalog::scan_latest(controls, 1, pg_sys::F_OIDEQ, pg_sys::Datum::from(queue_table), |row, desc| {});
+/// ```
+pub fn scan_latest(
+    table: pg_sys::Oid,
+    attno: u32,
+    eq: u32,
+    key: pg_sys::Datum,
+    row: impl FnMut(pg_sys::HeapTuple, pg_sys::TupleDesc),
+) {
+    // SAFETY: the snapshot is registered for the scan and released after it (or by the
+    // resource owner on error).
+    unsafe {
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        read(table, None, attno, eq, key, snapshot, row);
+        pg_sys::UnregisterSnapshot(snapshot);
+    }
+}
+
+/// The scan of [`scan`] and [`scan_latest`]: through `index` if given, else of the whole
+/// table; under `snapshot` (null: the catalog snapshot).
+fn read(
+    catalog: pg_sys::Oid,
+    index: Option<u32>,
+    attno: u32,
+    eq: u32,
+    key: pg_sys::Datum,
+    snapshot: pg_sys::Snapshot,
     mut row: impl FnMut(pg_sys::HeapTuple, pg_sys::TupleDesc),
 ) {
     // SAFETY: a catalog scan as RelationGetIndexList does; each row is only used while the
@@ -35,9 +81,9 @@ pub fn scan(
         );
         let scan = pg_sys::systable_beginscan(
             rel,
-            pg_sys::Oid::from(index),
-            true,
-            std::ptr::null_mut(),
+            pg_sys::Oid::from(index.unwrap_or(0)),
+            index.is_some(),
+            snapshot,
             1,
             &mut scankey,
         );
