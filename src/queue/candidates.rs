@@ -268,6 +268,10 @@ fn task_function(data: pg_sys::Datum) -> Option<String> {
     }
 }
 
+/// How many ids past a head a claim reads first (see `read`): a few claims' worth at 4
+/// clients on a queue with ids of its own, small enough to stop a scan early in a leaf page.
+const ID_WINDOW: i64 = 32;
+
 /// Visits the candidates of `queue` in `heap_oid` at time `now` (a raw `timestamptz`), in claim
 /// order from `from`, until `visit` returns false. `visit` may run statements (the claim
 /// itself): the scans see only the snapshot taken here.
@@ -420,15 +424,45 @@ pub fn read(
                 0,
                 pg_sys::Datum::from(0),
             );
-            let ge = key(
-                0,
-                3,
+            let id_key = |strategy, proc, id: i64| {
+                key(
+                    0,
+                    3,
+                    strategy,
+                    pg_sys::InvalidOid,
+                    proc,
+                    pg_sys::Datum::from(id),
+                )
+            };
+            let (ge, le) = (
                 pg_sys::BTGreaterEqualStrategyNumber,
-                pg_sys::InvalidOid,
-                pg_sys::F_INT8GE,
-                pg_sys::Datum::from(start),
+                pg_sys::BTLessEqualStrategyNumber,
             );
-            walk(&mut [eq(ready), null, ge], &mut go);
+            // From a head, first the next ID_WINDOW ids: PostgreSQL 15 and 16 check the keys of
+            // every entry of the leaf page a scan starts on before returning the first, and
+            // the window's end stops them there (about 5 % of a claim at 4 clients). Then the
+            // rest, if the claim wants more.
+            let rest = match start.checked_add(ID_WINDOW) {
+                Some(end) if start != i64::MIN => {
+                    walk(
+                        &mut [
+                            eq(ready),
+                            null,
+                            id_key(ge, pg_sys::F_INT8GE, start),
+                            id_key(le, pg_sys::F_INT8LE, end),
+                        ],
+                        &mut go,
+                    );
+                    end.checked_add(1)
+                }
+                _ => Some(start),
+            };
+            if let (true, Some(from)) = (go, rest) {
+                walk(
+                    &mut [eq(ready), null, id_key(ge, pg_sys::F_INT8GE, from)],
+                    &mut go,
+                );
+            }
         }
         // 3. The due scheduled jobs that come after every unscheduled one.
         flush(None, &mut go, &mut visit);

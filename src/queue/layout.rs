@@ -99,10 +99,8 @@ pub unsafe fn of(rel: pg_sys::Relation) -> Option<Rc<Layout>> {
     }
     unsafe {
         let oid = (*rel).rd_id;
-        let oids: Vec<pg_sys::Oid> =
-            PgList::<pg_sys::Oid>::from_pg(pg_sys::RelationGetIndexList(rel))
-                .iter_oid()
-                .collect();
+        // Compared in place: a claim's hit allocates nothing here.
+        let indexes = PgList::<pg_sys::Oid>::from_pg(pg_sys::RelationGetIndexList(rel));
         if let Some(stale) =
             crate::plumbing::invalidation::take(crate::plumbing::invalidation::Cache::Layouts)
         {
@@ -113,9 +111,15 @@ pub unsafe fn of(rel: pg_sys::Relation) -> Option<Rc<Layout>> {
             });
         }
         match LAYOUTS.with(|l| l.borrow().get(&oid).cloned()) {
-            Some(layout) if layout.as_ref().is_none_or(|l| l.oids == oids) => layout,
+            Some(layout)
+                if layout
+                    .as_ref()
+                    .is_none_or(|l| indexes.iter_oid().eq(l.oids.iter().copied())) =>
+            {
+                layout
+            }
             _ => {
-                let layout = classify(rel, oids).map(Rc::new);
+                let layout = classify(rel, indexes.iter_oid().collect()).map(Rc::new);
                 LAYOUTS.with(|l| l.borrow_mut().insert(oid, layout.clone()));
                 layout
             }

@@ -730,3 +730,28 @@ fn a_job_being_updated_by_another_transaction_keeps_its_place() {
         }
     }
 }
+
+/// A queue whose ids are far apart (other queues' puts between them, more than a claim reads
+/// first past its head) is still claimed in order, to its last job, and the jobs right after
+/// the head are still taken first.
+#[test]
+fn jobs_far_apart_in_id_are_claimed_in_order() {
+    let mut c = connect();
+    let mut mine = Vec::new();
+    for gap in [0, 1, 31, 32, 33, 100, 1000, 0, 2] {
+        if gap > 0 {
+            c.batch_execute(&format!(
+                "SELECT pq_put_many('h_far_other', (SELECT array_agg('{{}}'::jsonb) FROM generate_series(1, {gap})))"
+            ))
+            .unwrap();
+        }
+        mine.push(
+            c.query_one("SELECT pq_put('h_far', '{}')", &[])
+                .unwrap()
+                .get::<_, i64>(0),
+        );
+    }
+    let got: Vec<i64> = std::iter::from_fn(|| get_one(&mut c, "h_far")).collect();
+    assert_eq!(got, mine);
+    c.batch_execute("SELECT pq_clear('h_far_other')").unwrap();
+}
