@@ -2,7 +2,7 @@
 //! kept in the table `pq_queue_controls` so they survive restarts and `pg_dump`.
 //!
 //! Every claim asks [`of`], so the answer comes from a per-session cache, loaded with one
-//! query per queue table. The table's trigger, `pq_controls_changed()`, invalidates the queue
+//! read of the controls table per queue table (without a statement, see `load`). The table's trigger, `pq_controls_changed()`, invalidates the queue
 //! table's relcache entry in every session when the writing transaction commits (however the
 //! row was written: `pq_pause`, `pq_set_limit`, a plain `UPDATE`, `pg_restore`), which drops
 //! that table's cached controls, and it wakes the queue's blocked getters at commit, so a resume
@@ -141,9 +141,7 @@ pub unsafe extern "C-unwind" fn pq_controls_changed_wrapper(
             pgrx::error!("pq_controls_changed() is a trigger function");
         }
         let td = &*(context as *mut pg_sys::TriggerData);
-        let own = crate::plumbing::pinning::pinned(|_| {
-            crate::plumbing::table::extension_relation("pq_queue_controls")
-        });
+        let own = crate::plumbing::table::extension_relation("pq_queue_controls");
         if own.map(|(oid, _)| oid) != Some((*td.tg_relation).rd_id) {
             crate::plumbing::error::raise(
                 pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,

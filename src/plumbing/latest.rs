@@ -1,6 +1,7 @@
 //! Reading with the newest snapshot rather than the transaction's, as PostgreSQL's foreign key
 //! checks do: for the few reads that must see what other sessions committed even inside a
-//! REPEATABLE READ transaction (a unique job's pending twin, a queue's controls).
+//! REPEATABLE READ transaction (a unique job's pending twin; a queue's controls are read the same
+//! way without a statement, `catalog::scan_latest`).
 
 use pgrx::prelude::*;
 

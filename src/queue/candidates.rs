@@ -175,6 +175,58 @@ pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
         && crate::plumbing::table::may_reach(oid)
 }
 
+/// When the first scheduled job of `queue` in `heap_oid` due after `now` (a raw `timestamptz`)
+/// becomes due, read from the scheduled index as [`read`] reads it: what `next_due.sql` asks,
+/// without a statement, so an idle blocked get's re-check plans and runs nothing (a statement
+/// was most of 200 idle waiters' CPU). Same conditions as [`read`]: see [`readable`].
+///
+/// ```ignore
+/// let due = candidates::next_due(table.oid, indexes, "apples", now); // Some(raw timestamptz)
+/// ```
+pub fn next_due(heap_oid: pg_sys::Oid, indexes: Indexes, queue: &str, now: i64) -> Option<i64> {
+    // SAFETY: as in `read`: relations and the snapshot released here, or by the resource owner
+    // if the scan raises; the tuple is read while the scan is on it.
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let heap = pg_sys::table_open(heap_oid, lock);
+        let sched = pg_sys::index_open(indexes.scheduled, lock);
+        let desc = (*heap).rd_att;
+        let due = crate::queue::layout::columns_of(desc).and_then(|cols| {
+            let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
+            let mut keys = [
+                key(
+                    0,
+                    1,
+                    pg_sys::BTEqualStrategyNumber,
+                    *(*sched).rd_indcollation,
+                    pg_sys::F_TEXTEQ,
+                    queue.into_datum().expect("a text datum"),
+                ),
+                key(
+                    0,
+                    2,
+                    pg_sys::BTGreaterStrategyNumber,
+                    pg_sys::InvalidOid,
+                    pg_sys::F_TIMESTAMPTZ_GT,
+                    pg_sys::Datum::from(now),
+                ),
+            ];
+            let due = Scan::new(heap, sched, snapshot, &mut keys)
+                .next()
+                .and_then(|t| {
+                    let mut null = false;
+                    let d = pg_sys::heap_getattr(t, cols.schedule_at, desc, &mut null);
+                    (!null).then(|| d.value() as i64)
+                });
+            pg_sys::UnregisterSnapshot(snapshot);
+            due
+        });
+        pg_sys::index_close(sched, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        due
+    }
+}
+
 /// An open index scan with its scan keys; ended on drop.
 struct Scan {
     desc: pg_sys::IndexScanDesc,
@@ -268,7 +320,7 @@ fn task_function(data: pg_sys::Datum) -> Option<String> {
     }
 }
 
-/// How many ids past a head a claim reads first (see `read`): a few claims' worth at 4
+/// How far past a head (in ids) a claim reads first (see `read`): a few claims' worth at 4
 /// clients on a queue with ids of its own, small enough to stop a scan early in a leaf page.
 const ID_WINDOW: i64 = 32;
 
@@ -438,10 +490,11 @@ pub fn read(
                 pg_sys::BTGreaterEqualStrategyNumber,
                 pg_sys::BTLessEqualStrategyNumber,
             );
-            // From a head, first the next ID_WINDOW ids: PostgreSQL 15 and 16 check the keys of
-            // every entry of the leaf page a scan starts on before returning the first, and
-            // the window's end stops them there (about 5 % of a claim at 4 clients). Then the
-            // rest, if the claim wants more.
+            // From a head among jobs without an expected_at, first the ids up to ID_WINDOW past
+            // it: a btree scan reads every matching entry of the leaf page it starts on before
+            // returning the first (on PostgreSQL 15 and 16 checking each one's keys, about 5 %
+            // of a claim at 4 clients), and the window's end stops it there. Then the rest,
+            // if the claim wants more.
             let rest = match start.checked_add(ID_WINDOW) {
                 Some(end) if start != i64::MIN => {
                     walk(

@@ -7,10 +7,13 @@
 //! (pq keeps the enqueuer, and a dequeued row is not pending). So the row is updated directly
 //! when, besides the layout, the transaction is READ COMMITTED and may write, and the role
 //! holds `UPDATE` on the table and `USAGE` on its schema (and, from `candidates::readable`,
-//! `SELECT`, with no row-level security applying). Anything else, and any concurrent change to the row (`heap_update` returning
-//! anything but `TM_Ok`), goes through claim.sql, so the executor's checks are never read
-//! around: this only leaves out work whose outcome is known. What a claim returns is read from
-//! the new row version, as `RETURNING` would.
+//! `SELECT`, with no row-level security applying). Anything else goes through claim.sql, so the
+//! executor's checks are never read around: this only leaves out work whose outcome is known.
+//! A concurrent change to the row (`heap_update` returning anything but `TM_Ok`) is settled
+//! here only where claim.sql's outcome is known too: a committed claim or delete (nothing to
+//! take) and another transaction's running update (skipped, as `SKIP LOCKED` skips it); row
+//! locks, multixacts and other committed updates go to claim.sql. What a claim returns is read
+//! from the new row version, as `RETURNING` would.
 
 use crate::plumbing::table::QueueTable;
 use crate::queue::job::{Job, Payload};
@@ -118,7 +121,7 @@ unsafe fn update(
                 new,
                 cid,
                 std::ptr::null_mut(),
-                false, // never wait: a row someone else holds is claim.sql's to skip
+                false, // never wait for a row someone else holds (see the match below)
                 &mut failure,
                 &mut lockmode,
             );
@@ -137,7 +140,7 @@ unsafe fn update(
                 new,
                 cid,
                 std::ptr::null_mut(),
-                false, // never wait: a row someone else holds is claim.sql's to skip
+                false, // never wait for a row someone else holds (see the match below)
                 &mut failure,
                 &mut lockmode,
                 &mut which,
@@ -149,15 +152,15 @@ unsafe fn update(
             pg_sys::TM_Result::TM_Ok => {}
             // These two committed after our read. A claim, or a delete, leaves nothing to take;
             // any other update (a requeue, a pq_update) may have left the job ready, and
-            // claim.sql re-checks the newest version. A running updater or locker
-            // (TM_BeingModified, never waited for here) goes to claim.sql too, whose SKIP LOCKED
-            // skips another transaction's lock but not our own.
+            // claim.sql re-checks the newest version. Of the running ones (TM_BeingModified,
+            // never waited for here), another transaction's update or delete is skipped as
+            // claim.sql's SKIP LOCKED would skip it; a row lock (ours, which SKIP LOCKED does not
+            // skip, or another's) or a multixact goes to claim.sql.
             pg_sys::TM_Result::TM_Deleted => return Dequeued::Consumed,
             pg_sys::TM_Result::TM_Updated if dequeued(rel, failure.ctid, cols) => {
                 return Dequeued::Consumed
             }
-            // Another transaction's update, running (a lock, ours or not, or a multixact, is
-            // claim.sql's to settle).
+            // Another transaction's update or delete, running.
             pg_sys::TM_Result::TM_BeingModified if updated_by_another(rel, tid) => {
                 return Dequeued::Locked
             }
@@ -246,7 +249,8 @@ unsafe fn updater(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> pg_sys
     }
 }
 
-/// Whether a running transaction other than ours is updating the row version at `tid`.
+/// Whether a running transaction other than ours is updating (or deleting) the row version at
+/// `tid`.
 unsafe fn updated_by_another(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
     unsafe {
         let xmax = updater(rel, tid);

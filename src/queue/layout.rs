@@ -99,7 +99,7 @@ pub unsafe fn of(rel: pg_sys::Relation) -> Option<Rc<Layout>> {
     }
     unsafe {
         let oid = (*rel).rd_id;
-        // Compared in place: a claim's hit allocates nothing here.
+        // Compared in place (the list is a palloc'd copy, freed with the caller's context).
         let indexes = PgList::<pg_sys::Oid>::from_pg(pg_sys::RelationGetIndexList(rel));
         if let Some(stale) =
             crate::plumbing::invalidation::take(crate::plumbing::invalidation::Cache::Layouts)

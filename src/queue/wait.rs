@@ -55,6 +55,8 @@ pub fn get(
         advertise(tag);
         // SAFETY: our own latch.
         unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+        // Before the claim: a job falling due while it runs is the next due (see `next_due`).
+        let checked_at = clock();
         // SAFETY: the jobs' payloads go to `memcx`; the rest of a claim is Rust-owned.
         let jobs = unsafe { check.run(|| claim(table, queue, only, limit, memcx)) };
         if !jobs.is_empty() {
@@ -82,11 +84,12 @@ pub fn get(
             sleep = sleep.min(left);
         }
         // SAFETY: returns a Rust value.
-        if let Some(due) = unsafe { check.run(|| next_due(table, queue)) } {
+        if let Some(due) = unsafe { check.run(|| next_due(table, queue, checked_at)) } {
             sleep = sleep.min(due);
         }
         advertise(0); // WaitLatch advertises it again for the sleep itself
-        let ms = sleep.as_millis().max(1) as std::ffi::c_long;
+                      // Rounded up: waking just before a job is due would find it not due yet.
+        let ms = sleep.as_micros().div_ceil(1000).max(1) as std::ffi::c_long;
         // SAFETY: sleeping on our own latch, as any backend does.
         woken = unsafe {
             pg_sys::WaitLatch(
@@ -112,10 +115,24 @@ fn advertise(tag: u32) {
     unsafe { std::ptr::write_volatile(pg_sys::my_wait_event_info, tag) };
 }
 
-/// How long until the next future job of `queue` is due, if there is one.
-fn next_due(table: &QueueTable, queue: &str) -> Option<Duration> {
-    let at = table.one::<TimestampWithTimeZone>(Stmt::NextDue, &[queue.into(), clock().into()]);
-    let at = at?.into_inner();
+/// How long until the first job of `queue` scheduled after `after` is due (zero if it is due
+/// already), if there is one. `after` is when the claim before began, so a job that fell due
+/// while that claim ran (or while this read ran) is not missed: its waiter would otherwise
+/// sleep a whole poll past it (measured: a job due in 350 ms came after 1.15 s). Read from the
+/// scheduled index where a claim would read it directly (the claim just before holds the
+/// table's lock and resolved its indexes under it), else by `next_due.sql`.
+fn next_due(table: &QueueTable, queue: &str, after: TimestampWithTimeZone) -> Option<Duration> {
+    use crate::queue::candidates;
+    let table = &QueueTable::resolve(Some(table.oid));
+    let direct = table
+        .indexes
+        .filter(|_| candidates::readable(table.oid, candidates::row_security(table.oid)));
+    let at = match direct {
+        Some(indexes) => candidates::next_due(table.oid, indexes, queue, after.into_inner()),
+        None => table
+            .one::<TimestampWithTimeZone>(Stmt::NextDue, &[queue.into(), after.into()])
+            .map(|t| t.into_inner()),
+    }?;
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     Some(Duration::from_micros(at.saturating_sub(now).max(0) as u64))

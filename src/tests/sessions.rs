@@ -158,6 +158,52 @@ fn a_scheduled_job_is_not_returned_early_and_is_returned_once_due() {
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
+/// A blocked get whose queue's only job is scheduled wakes when that job is due, not at a later
+/// poll (re-checks at 0.1, 0.3, 0.7, 1.5, 2.5, 3.5 s, so 0.7 s and 3.5 s here), on a table read
+/// from its indexes and on one read through SQL alike; another queue's earlier job does not
+/// count. (Review: waking a moment before the due time, it slept a whole poll past it: a job
+/// due in 350 ms came after 1.15 s, one due in 2.6 s after 3.6 s.)
+#[test]
+fn a_blocked_get_wakes_when_a_scheduled_job_is_due() {
+    let mut c = connect();
+    for (table, sql_path) in [("s_due_idx", false), ("s_due_sql", true)] {
+        c.batch_execute(&format!("SELECT pq_create_table('{table}')"))
+            .unwrap();
+        if sql_path {
+            c.batch_execute(&format!("DROP INDEX {table}_ready_idx"))
+                .unwrap();
+        }
+        for (due_ms, before_ms) in [(350, 600), (2600, 3200)] {
+            c.batch_execute(&format!(
+                "SELECT pq_put('other', '{{}}', '100ms', tbl => '{table}')"
+            ))
+            .unwrap();
+            let id: i64 = c
+                .query_one(
+                    &format!("SELECT pq_put('q', '{{}}', '{due_ms}ms', tbl => '{table}')"),
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            let t0 = Instant::now();
+            let got: i64 = c
+                .query_one(
+                    &format!("SELECT id FROM pq_get('q', '10s', tbl => '{table}')"),
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            let waited = t0.elapsed();
+            assert_eq!(got, id, "{table}");
+            assert!(
+                waited >= Duration::from_millis(due_ms - 100)
+                    && waited < Duration::from_millis(before_ms),
+                "{table}: returned after {waited:?}, the job was due after {due_ms} ms"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_blocked_get_wakes_on_a_put_from_another_session() {
     let mut c = connect();
