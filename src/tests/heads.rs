@@ -2,7 +2,7 @@
 //! with several real connections to the test cluster, which preloads pq (so heads are kept).
 #![cfg(test)]
 
-use super::sessions::connect;
+use super::sessions::{connect, get_in, put_in, queue_table};
 use postgres::Client;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
@@ -620,28 +620,9 @@ fn prepared_transactions_are_seen_as_soon_as_they_end() {
 fn a_squatted_job_behind_a_row_lock_keeps_its_place() {
     let mut c = connect();
     for (table, sql_path) in [("h_sq_idx", false), ("h_sq_sql", true)] {
-        c.batch_execute(&format!("SELECT pq_create_table('{table}')"))
-            .unwrap();
-        if sql_path {
-            c.batch_execute(&format!("DROP INDEX {table}_ready_idx"))
-                .unwrap();
-        }
-        let put = |c: &mut Client| -> i64 {
-            c.query_one(
-                &format!("SELECT pq_put('q', '{{}}', tbl => '{table}')"),
-                &[],
-            )
-            .unwrap()
-            .get(0)
-        };
-        let get = |c: &mut Client| -> Option<i64> {
-            c.query_opt(
-                &format!("SELECT id FROM pq_get('q', tbl => '{table}')"),
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get(0))
-        };
+        queue_table(&mut c, table, sql_path);
+        let put = |c: &mut Client| put_in(c, table);
+        let get = |c: &mut Client| get_in(c, table);
         let (j, k, l) = (put(&mut c), put(&mut c), put(&mut c));
         // A foreign key check's lock, committed: its xid stays in the row's header.
         c.batch_execute(&format!(
@@ -689,28 +670,9 @@ fn a_squatted_job_behind_a_row_lock_keeps_its_place() {
 fn a_job_being_updated_by_another_transaction_keeps_its_place() {
     let mut c = connect();
     for (table, sql_path) in [("h_upd_idx", false), ("h_upd_sql", true)] {
-        c.batch_execute(&format!("SELECT pq_create_table('{table}')"))
-            .unwrap();
-        if sql_path {
-            c.batch_execute(&format!("DROP INDEX {table}_ready_idx"))
-                .unwrap();
-        }
-        let put = |c: &mut Client| -> i64 {
-            c.query_one(
-                &format!("SELECT pq_put('q', '{{}}', tbl => '{table}')"),
-                &[],
-            )
-            .unwrap()
-            .get(0)
-        };
-        let get = |c: &mut Client| -> Option<i64> {
-            c.query_opt(
-                &format!("SELECT id FROM pq_get('q', tbl => '{table}')"),
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get(0))
-        };
+        queue_table(&mut c, table, sql_path);
+        let put = |c: &mut Client| put_in(c, table);
+        let get = |c: &mut Client| get_in(c, table);
         for end in ["ROLLBACK", "COMMIT"] {
             let (j, k, l) = (put(&mut c), put(&mut c), put(&mut c));
             // An update of a column the enqueuer trigger does not watch: no head is lowered

@@ -20,6 +20,37 @@ pub(super) fn connect() -> Client {
     pgrx_tests::client().expect("connect").0
 }
 
+/// Creates queue table `name`; with `sql_path`, without its ready index, so that claims read
+/// it through SQL (`candidates.sql`) instead of from the indexes.
+pub(super) fn queue_table(c: &mut Client, name: &str, sql_path: bool) {
+    c.batch_execute(&format!("SELECT pq_create_table('{name}')"))
+        .unwrap();
+    if sql_path {
+        c.batch_execute(&format!("DROP INDEX {name}_ready_idx"))
+            .unwrap();
+    }
+}
+
+/// Puts an empty job into queue `q` of `table`; its id.
+pub(super) fn put_in(c: &mut Client, table: &str) -> i64 {
+    c.query_one(
+        &format!("SELECT pq_put('q', '{{}}', tbl => '{table}')"),
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Claims the next job of queue `q` of `table` without waiting; its id.
+pub(super) fn get_in(c: &mut Client, table: &str) -> Option<i64> {
+    c.query_opt(
+        &format!("SELECT id FROM pq_get('q', tbl => '{table}')"),
+        &[],
+    )
+    .unwrap()
+    .map(|r| r.get(0))
+}
+
 fn put_n(c: &mut Client, queue: &str, n: i32) -> Vec<i64> {
     c.query(
         "SELECT * FROM pq_put_many($1, (SELECT array_agg(jsonb_build_object('n', i)) FROM generate_series(1, $2::int) i))",
@@ -167,12 +198,7 @@ fn a_scheduled_job_is_not_returned_early_and_is_returned_once_due() {
 fn a_blocked_get_wakes_when_a_scheduled_job_is_due() {
     let mut c = connect();
     for (table, sql_path) in [("s_due_idx", false), ("s_due_sql", true)] {
-        c.batch_execute(&format!("SELECT pq_create_table('{table}')"))
-            .unwrap();
-        if sql_path {
-            c.batch_execute(&format!("DROP INDEX {table}_ready_idx"))
-                .unwrap();
-        }
+        queue_table(&mut c, table, sql_path);
         for (due_ms, before_ms) in [(350, 600), (2600, 3200)] {
             c.batch_execute(&format!(
                 "SELECT pq_put('other', '{{}}', '100ms', tbl => '{table}')"
