@@ -238,11 +238,14 @@ def big_payloads(record):
 
 
 def cpu_seconds(pid):
-    """CPU time of process `pid`, in seconds: the scheduler's own count (/proc/PID/schedstat,
-    nanoseconds), which is exact; the tick-sampled user + system times of /proc/PID/stat, its
-    fallback, put anything from 0 % to 5 % of a core on the same 200 idle waiters."""
+    """CPU time of process `pid` (single-threaded, as backends are), in seconds: the
+    scheduler's own count (/proc/PID/schedstat, nanoseconds), which is exact; the tick-sampled
+    user + system times of /proc/PID/stat, its fallback (kernels without schedstats print 0),
+    put anything from 0 % to 5 % of a core on the same 200 idle waiters."""
     try:
-        return int(open(f"/proc/{pid}/schedstat").read().split()[0]) / 1e9
+        ns = int(open(f"/proc/{pid}/schedstat").read().split()[0])
+        if ns > 0:
+            return ns / 1e9
     except (OSError, IndexError, ValueError):
         pass
     try:
@@ -255,6 +258,20 @@ def cpu_seconds(pid):
 def cpu_used(pids):
     """CPU seconds used so far by processes `pids` (those still running)."""
     return sum(cpu_seconds(pid) for pid in pids)
+
+
+def reaped_seconds():
+    """CPU time of the postgres user's processes that have exited and been reaped by their
+    parent (the postmaster: autovacuum workers, ended backends), from the parents' cutime +
+    cstime; tick-sampled, the only count the kernel keeps of them."""
+    total = 0.0
+    for pid in postgres_pids():
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            pass
+    return total
 
 
 def postgres_pids():
@@ -280,7 +297,7 @@ def idle_waiters(waiters):
     """CPU used while `waiters` sessions are blocked in pq_get on a quiet queue, as a
     percentage of one core over a 10 s window: (the waiting backends themselves, the whole
     cluster). The cluster's share includes background work left by earlier scenarios
-    (autovacuum), which is not the waiters'."""
+    (autovacuum, also workers that ended within the window), which is not the waiters'."""
     import threading
     reset()
     conns = [psycopg2.connect(URL) for _ in range(waiters)]
@@ -297,12 +314,14 @@ def idle_waiters(waiters):
     for t in threads:
         t.start()
     time.sleep(3)
-    # The cluster's processes at either end (one started meanwhile counts from zero).
+    # The cluster: its processes at either end (one started meanwhile counts from zero),
+    # and those that ended meanwhile (reaped by the postmaster).
     t0, w0 = time.monotonic(), cpu_used(pids)
-    before = {pid: cpu_seconds(pid) for pid in postgres_pids()}
+    before, reaped = {pid: cpu_seconds(pid) for pid in postgres_pids()}, reaped_seconds()
     time.sleep(window)
     t1, w1 = time.monotonic(), cpu_used(pids)
-    c1 = sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in postgres_pids())
+    c1 = sum(max(0.0, cpu_seconds(pid) - before.get(pid, 0.0)) for pid in postgres_pids())
+    c1 += max(0.0, reaped_seconds() - reaped)
     c0 = 0.0
     sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Extension' OR wait_event LIKE 'PqQueue%%'")
     for t in threads:

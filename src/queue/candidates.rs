@@ -175,15 +175,15 @@ pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
         && crate::plumbing::table::may_reach(oid)
 }
 
-/// When the first scheduled job of `queue` in `heap_oid` due after `now` (a raw `timestamptz`)
-/// becomes due, read from the scheduled index as [`read`] reads it: what `next_due.sql` asks,
+/// When the first scheduled job of `queue` in `heap_oid` due after `after` (a raw
+/// `timestamptz`) becomes due, read from the scheduled index as [`read`] reads it: what `next_due.sql` asks,
 /// without a statement, so an idle blocked get's re-check plans and runs nothing (a statement
 /// was most of 200 idle waiters' CPU). Same conditions as [`read`]: see [`readable`].
 ///
 /// ```ignore
-/// let due = candidates::next_due(table.oid, indexes, "apples", now); // Some(raw timestamptz)
+/// let due = candidates::next_due(table.oid, indexes, "apples", after); // Some(raw timestamptz)
 /// ```
-pub fn next_due(heap_oid: pg_sys::Oid, indexes: Indexes, queue: &str, now: i64) -> Option<i64> {
+pub fn next_due(heap_oid: pg_sys::Oid, indexes: Indexes, queue: &str, after: i64) -> Option<i64> {
     // SAFETY: as in `read`: relations and the snapshot released here, or by the resource owner
     // if the scan raises; the tuple is read while the scan is on it.
     unsafe {
@@ -208,7 +208,7 @@ pub fn next_due(heap_oid: pg_sys::Oid, indexes: Indexes, queue: &str, now: i64) 
                     pg_sys::BTGreaterStrategyNumber,
                     pg_sys::InvalidOid,
                     pg_sys::F_TIMESTAMPTZ_GT,
-                    pg_sys::Datum::from(now),
+                    pg_sys::Datum::from(after),
                 ),
             ];
             let due = Scan::new(heap, sched, snapshot, &mut keys)

@@ -87,8 +87,9 @@ pub fn get(
         if let Some(due) = unsafe { check.run(|| next_due(table, queue, checked_at)) } {
             sleep = sleep.min(due);
         }
-        advertise(0); // WaitLatch advertises it again for the sleep itself
-                      // Rounded up: waking just before a job is due would find it not due yet.
+        // WaitLatch advertises the tag again for the sleep itself.
+        advertise(0);
+        // Rounded up: waking just before a job is due would find it not due yet.
         let ms = sleep.as_micros().div_ceil(1000).max(1) as std::ffi::c_long;
         // SAFETY: sleeping on our own latch, as any backend does.
         woken = unsafe {
@@ -123,7 +124,14 @@ fn advertise(tag: u32) {
 /// table's lock and resolved its indexes under it), else by `next_due.sql`.
 fn next_due(table: &QueueTable, queue: &str, after: TimestampWithTimeZone) -> Option<Duration> {
     use crate::queue::candidates;
+    // The claim before holds the table's lock; a REVOKE or a policy committed since it took it
+    // is read in here, as a lock acquisition would, before the rights are checked.
+    // SAFETY: processes pending invalidation messages, as any lock acquisition does.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     let table = &QueueTable::resolve(Some(table.oid));
+    if crate::operations::controls::of(table, queue).paused {
+        return None; // nothing falls due for a paused queue's waiters: resuming wakes them
+    }
     let direct = table
         .indexes
         .filter(|_| candidates::readable(table.oid, candidates::row_security(table.oid)));

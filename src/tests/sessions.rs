@@ -191,8 +191,8 @@ fn a_scheduled_job_is_not_returned_early_and_is_returned_once_due() {
 
 /// A blocked get whose queue's only job is scheduled wakes when that job is due, not at a later
 /// poll (re-checks at 0.1, 0.3, 0.7, 1.5, 2.5, 3.5 s, so 0.7 s and 3.5 s here), on a table read
-/// from its indexes and on one read through SQL alike; another queue's earlier job does not
-/// count. (Review: waking a moment before the due time, it slept a whole poll past it: a job
+/// from its indexes and on one read through SQL alike, with another queue's job due earlier.
+/// (Review: waking a moment before the due time, it slept a whole poll past it: a job
 /// due in 350 ms came after 1.15 s, one due in 2.6 s after 3.6 s.)
 #[test]
 fn a_blocked_get_wakes_when_a_scheduled_job_is_due() {
