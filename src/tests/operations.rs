@@ -765,13 +765,32 @@ fn metrics_count_what_committed_and_gauge_the_pending_jobs() {
     // A blocked get woken by a put: one more wake-up, in a bucket, within a second.
     let waits = counter(&m, "pq_wake_seconds_count");
     let mut waiter = connect();
+    let pid: i32 = waiter
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
     let w = thread::spawn(move || {
         waiter
             .query("SELECT id FROM pq_get('o_metrics', '10s')", &[])
             .unwrap()
             .len()
     });
-    thread::sleep(Duration::from_millis(300));
+    // Put only once the waiter sleeps (under load its first check can take longer than any
+    // fixed pause, and a job a check finds is no wake-up), and well into its longer sleeps
+    // (re-checks at 0.1, 0.3, 0.7, 1.5 s), so the put is unlikely to meet a re-check.
+    let t0 = Instant::now();
+    while !c
+        .query_one(
+            "SELECT coalesce(bool_or(wait_event_type = 'Extension'), false) FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the getter never blocked");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(900));
     put(&mut c, "o_metrics");
     assert_eq!(w.join().unwrap(), 1);
     let m = metrics(&mut c, "o_metrics");
