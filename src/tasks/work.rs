@@ -561,6 +561,9 @@ fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
     let id = crate::plumbing::error::require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
     let queue = crate::tasks::enqueuer::as_pq(table.oid, id, || {
+        if table.has_key {
+            refuse_duplicate_key(&table, id);
+        }
         table.one::<String>(Stmt::Requeue, &[id.into()])
     });
     match queue {
@@ -569,5 +572,24 @@ fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// Raises 23505 if failed job `id` has a key that a pending job of its queue holds: requeued,
+/// it would be a second pending job with that key. Otherwise the key's lock is held to the end
+/// of the transaction, so a put of that key waits and then returns the requeued job.
+fn refuse_duplicate_key(table: &QueueTable, id: i64) {
+    let Some([queue, key]) = table
+        .one::<Vec<String>>(Stmt::RequeueKey, &[id.into()])
+        .and_then(|v| <[String; 2]>::try_from(v).ok())
+    else {
+        return;
+    };
+    if let Some(other) = crate::queue::unique::existing(table, &queue, &key) {
+        raise(
+            ERRCODE_UNIQUE_VIOLATION,
+            format!("job {id} cannot be requeued: job {other} of queue '{queue}' is pending with its key '{key}'"),
+            &format!("wait until job {other} is done, or cancel it (SELECT pq_cancel({other})), then requeue job {id}"),
+        )
     }
 }

@@ -143,6 +143,59 @@ mod tests {
         assert_eq!(one::<i32>("SELECT attempt FROM pq_work('t_fail')"), Some(1));
     }
 
+    // A failed keyed job gives its key up; a new job may take it. Requeueing the failed one
+    // then would make two pending jobs with one key: refused with 23505, nothing changed.
+    #[pg_test]
+    fn a_failed_keyed_job_is_not_requeued_beside_a_pending_job_with_its_key() {
+        setup();
+        let failed = one::<i64>(
+            r#"SELECT pq_put_task('t_rekey', 'rot(text)', '["Cox"]', key => 'order-42')"#,
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT outcome FROM pq_work('t_rekey')").as_deref(),
+            Some("failed")
+        );
+        let pending = one::<i64>(
+            r#"SELECT pq_put_task('t_rekey', 'eat(text)', '["Fuji"]', key => 'order-42')"#,
+        )
+        .unwrap();
+        assert_ne!(pending, failed, "the failed job no longer holds its key");
+        let refused = crate::plumbing::subxact::catching(|| {
+            Spi::run(&format!("SELECT pq_requeue({failed})")).unwrap()
+        })
+        .expect("refused");
+        assert_eq!(refused.sqlstate, "23505");
+        assert!(
+            refused.message.contains(&format!("job {pending}"))
+                && refused.message.contains("order-42"),
+            "{}",
+            refused.message
+        );
+        let pending_with_key =
+            "SELECT count(*) FROM queue WHERE key = 'order-42' AND dequeued_at IS NULL";
+        assert_eq!(one::<i64>(pending_with_key), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_failed WHERE queue = 't_rekey'"),
+            Some(1)
+        );
+        // Once the pending job is done, the failed one can come back, keeping its key.
+        assert_eq!(
+            one::<String>("SELECT outcome FROM pq_work('t_rekey')").as_deref(),
+            Some("done")
+        );
+        assert_eq!(
+            one::<bool>(&format!("SELECT pq_requeue({failed})")),
+            Some(true)
+        );
+        assert_eq!(one::<i64>(pending_with_key), Some(1));
+        // A put of the key now returns the requeued job.
+        assert_eq!(
+            one::<i64>(r#"SELECT pq_put('t_rekey', '{}', key => 'order-42')"#),
+            Some(failed)
+        );
+    }
+
     #[pg_test]
     fn one_failing_task_does_not_undo_the_others() {
         setup();
