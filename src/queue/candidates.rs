@@ -165,14 +165,21 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
     }
 }
 
-/// Whether this session may read the candidates of table `oid` directly, given whether row
-/// security applies to it (`rls`, from [`row_security`]): it holds `SELECT` on the table (the
-/// executor's own check) and USAGE on its schema (its name lookup's), and no row-level
-/// security applies. Otherwise `candidates.sql` runs,
-/// so the executor checks column privileges and policies and raises its usual `42501`.
-pub fn readable(oid: pg_sys::Oid, rls: bool) -> bool {
-    !rls && crate::plumbing::table::may(oid, pg_sys::ACL_SELECT)
-        && crate::plumbing::table::may_reach(oid)
+/// The indexes of `table` that this session may read candidates from directly (claims and
+/// waiters alike), given whether row security applies to it (`rls`, from [`row_security`]):
+/// the table has them, the session holds `SELECT` on it (the executor's own check) and USAGE
+/// on its schema (its name lookup's), and no row-level security applies. Otherwise
+/// `candidates.sql` runs, so the executor checks column privileges and policies and raises its
+/// usual `42501`.
+///
+/// ```ignore
+/// let direct = candidates::readable(&table, candidates::row_security(table.oid));
+/// ```
+pub fn readable(table: &crate::plumbing::table::QueueTable, rls: bool) -> Option<Indexes> {
+    table.indexes.filter(|_| {
+        !rls && crate::plumbing::table::may(table.oid, pg_sys::ACL_SELECT)
+            && crate::plumbing::table::may_reach(table.oid)
+    })
 }
 
 /// When the first scheduled job of `queue` in `heap_oid` due after `after` (a raw
@@ -193,25 +200,8 @@ pub fn next_due(heap_oid: pg_sys::Oid, indexes: Indexes, queue: &str, after: i64
         let desc = (*heap).rd_att;
         let due = crate::queue::layout::columns_of(desc).and_then(|cols| {
             let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
-            let mut keys = [
-                key(
-                    0,
-                    1,
-                    pg_sys::BTEqualStrategyNumber,
-                    *(*sched).rd_indcollation,
-                    pg_sys::F_TEXTEQ,
-                    queue.into_datum().expect("a text datum"),
-                ),
-                key(
-                    0,
-                    2,
-                    pg_sys::BTGreaterStrategyNumber,
-                    pg_sys::InvalidOid,
-                    pg_sys::F_TIMESTAMPTZ_GT,
-                    pg_sys::Datum::from(after),
-                ),
-            ];
-            let due = Scan::new(heap, sched, snapshot, &mut keys)
+            let name = queue.into_datum().expect("a text datum");
+            let due = Scan::scheduled(heap, sched, snapshot, name, Due::After(after))
                 .next()
                 .and_then(|t| {
                     let mut null = false;
@@ -225,6 +215,15 @@ pub fn next_due(heap_oid: pg_sys::Oid, indexes: Indexes, queue: &str, after: i64
         pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         due
     }
+}
+
+/// Which scheduled jobs a scan of the scheduled index reads (raw `timestamptz`s).
+#[derive(Clone, Copy)]
+enum Due {
+    /// Due by then: `schedule_at <= t`.
+    By(i64),
+    /// Due after then: `schedule_at > t`.
+    After(i64),
 }
 
 /// An open index scan with its scan keys; ended on drop.
@@ -252,6 +251,52 @@ impl Scan {
                 desc,
                 slot: pg_sys::table_slot_create(heap, std::ptr::null_mut()),
             }
+        }
+    }
+
+    /// Begins a scan of `queue`'s (a text datum) jobs in the scheduled index `sched` by due
+    /// time: those due by a time (a claim's) or after one (a waiter's next due time).
+    unsafe fn scheduled(
+        heap: pg_sys::Relation,
+        sched: pg_sys::Relation,
+        snapshot: pg_sys::Snapshot,
+        queue: pg_sys::Datum,
+        due: Due,
+    ) -> Scan {
+        let (strategy, proc_, at) = match due {
+            Due::By(at) => (
+                pg_sys::BTLessEqualStrategyNumber,
+                pg_sys::F_TIMESTAMPTZ_LE,
+                at,
+            ),
+            Due::After(at) => (
+                pg_sys::BTGreaterStrategyNumber,
+                pg_sys::F_TIMESTAMPTZ_GT,
+                at,
+            ),
+        };
+        unsafe {
+            let collation = *(*sched).rd_indcollation;
+            let mut keys = [
+                key(
+                    0,
+                    1,
+                    pg_sys::BTEqualStrategyNumber,
+                    collation,
+                    pg_sys::F_TEXTEQ,
+                    queue,
+                ),
+                key(
+                    0,
+                    2,
+                    strategy,
+                    pg_sys::InvalidOid,
+                    proc_,
+                    pg_sys::Datum::from(at),
+                ),
+            ];
+            // index_rescan copies the keys into the scan.
+            Scan::new(heap, sched, snapshot, &mut keys)
         }
     }
 
@@ -402,18 +447,7 @@ pub fn read(
         // The due scheduled jobs, sorted into claim order.
         let mut due = Vec::new();
         {
-            let mut keys = [
-                eq(sched),
-                key(
-                    0,
-                    2,
-                    pg_sys::BTLessEqualStrategyNumber,
-                    pg_sys::InvalidOid,
-                    pg_sys::F_TIMESTAMPTZ_LE,
-                    pg_sys::Datum::from(now),
-                ),
-            ];
-            let mut scan = Scan::new(heap, sched, snapshot, &mut keys);
+            let mut scan = Scan::scheduled(heap, sched, snapshot, name, Due::By(now));
             while let Some(t) = scan.next() {
                 due.push(candidate(t, true));
             }

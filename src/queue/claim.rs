@@ -267,9 +267,10 @@ fn claim_from(
         jobs.len() < limit
     };
     let with_functions = matches!(only, Only::AnyOf(_));
-    let direct = table.indexes.filter(|_| {
-        !matches!(only, Only::SqlTasks) && crate::queue::candidates::readable(table.oid, rls)
-    });
+    let direct = match only {
+        Only::SqlTasks => None, // their index is read by sql_task_candidates.sql
+        _ => crate::queue::candidates::readable(table, rls),
+    };
     match direct {
         None => sql_candidates(ask, from, &mut consider),
         Some(indexes) => crate::queue::candidates::read(

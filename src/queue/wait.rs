@@ -132,10 +132,7 @@ fn next_due(table: &QueueTable, queue: &str, after: TimestampWithTimeZone) -> Op
     if crate::operations::controls::of(table, queue).paused {
         return None; // nothing falls due for a paused queue's waiters: resuming wakes them
     }
-    let direct = table
-        .indexes
-        .filter(|_| candidates::readable(table.oid, candidates::row_security(table.oid)));
-    let at = match direct {
+    let at = match candidates::readable(table, candidates::row_security(table.oid)) {
         Some(indexes) => candidates::next_due(table.oid, indexes, queue, after.into_inner()),
         None => table
             .one::<TimestampWithTimeZone>(Stmt::NextDue, &[queue.into(), after.into()])

@@ -173,7 +173,7 @@ mod tests {
             refused.message
         );
         let pending_with_key =
-            "SELECT count(*) FROM queue WHERE key = 'order-42' AND dequeued_at IS NULL";
+            "SELECT count(*) FROM queue WHERE q_name = 't_rekey' AND key = 'order-42' AND dequeued_at IS NULL";
         assert_eq!(one::<i64>(pending_with_key), Some(1));
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pq_failed WHERE queue = 't_rekey'"),
