@@ -149,11 +149,13 @@ def test_the_dashboard_in_chromium_requeues_a_failed_job(server, sql):
         assert "rotten <Bramley>" in failed_row.text
         browser.save_screenshot(os.path.join(ARTIFACTS, "dashboard-queue.png"))
         browser.find_element(By.ID, f"requeue-{failed}").click()
-        eventually(lambda: "/queues/orchard" in browser.current_url)
-        assert "/queues/orchard" in browser.current_url, browser.page_source[:500]
-        assert sql("SELECT dequeued_at IS NULL, pq_status(id) FROM queue WHERE id = %s", failed) == [(True, "ready")]
+        # The page we click from is already under /queues/orchard, so its URL tells nothing:
+        # wait for the POST's effect in the table, then for the page it redirects to.
+        requeued = lambda: sql("SELECT dequeued_at IS NULL, pq_status(id) FROM queue WHERE id = %s", failed)
+        eventually(lambda: requeued() == [(True, "ready")])
         # Back in the ready list, with a cancel button; and the cellar resumes from the front page.
-        assert browser.find_elements(By.ID, f"cancel-{failed}")
+        eventually(lambda: browser.find_elements(By.ID, f"cancel-{failed}"))
+        assert "/queues/orchard" in browser.current_url, browser.page_source[:500]
         browser.get(server + "/")
         browser.find_element(By.ID, "resume-cellar").click()
         eventually(lambda: sql("SELECT paused FROM pq_stats WHERE queue = 'cellar'") == [(False,)])
