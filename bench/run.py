@@ -185,8 +185,10 @@ def paired_puts(clients):
         ratio, each, x, y = paired(
             (lambda: pgbench_env("pq_put.sql", clients, protocol=protocol, seconds=PAIRED_SECONDS), lambda: reset()),
             (lambda: pgbench_env("raw_insert.sql", clients, protocol=protocol, seconds=PAIRED_SECONDS), lambda: reset("raw_queue")))
-        print(f"  paired put ({protocol}, sync on) c={clients}: pq_put {x:,.0f}/s, raw INSERT {y:,.0f}/s; "
-              f"ratio median {ratio:.3f} of {', '.join(f'{r:.2f}' for r in each)}", flush=True)
+        line = (f"paired put ({protocol}, sync on) c={clients}: pq_put {x:,.0f}/s, raw INSERT {y:,.0f}/s; "
+                f"ratio median {ratio:.3f} of {', '.join(f'{r:.2f}' for r in each)}")
+        print("  " + line, flush=True)
+        PAIRED_LINES.append(line)
         PAIRED[(protocol, clients)] = (ratio, min(each), max(each), len(each))
 
 
@@ -201,6 +203,7 @@ def pgbench_env(script, clients, transactions=None, protocol="simple", seconds=S
 
 
 PAIRED = {}  # (protocol, clients): (median ratio, lowest, highest, rounds) of pq_put / raw INSERT, sync on
+PAIRED_LINES = []  # the same, as printed
 
 PGMQ = None  # PGMQ's version once bench/pgmq_peer.py installed it (main)
 
@@ -402,6 +405,13 @@ def main():
         for c in CLIENTS:
             paired_puts(c)
         set_sync(False)
+        version = sql("SHOW server_version")[0][0]
+        text = "\n".join([
+            f"Machine: {os.cpu_count()} cores; PostgreSQL {version}; pq_put vs raw INSERT, synchronous_commit = on,"
+            f" {PAIRED_ROUNDS} pairs of {PAIRED_SECONDS} s runs (ABBA), median of the pair ratios.", ""]
+            + [f"- {line}" for line in PAIRED_LINES])
+        with open(os.path.join(OUT, "paired-puts-smoke.md" if SMOKE else "paired-puts.md"), "w") as f:
+            f.write(text + "\n")
         return
     try:
         sys.path.insert(0, HERE)
