@@ -105,8 +105,13 @@ impl TimeSpec for &str {
             Ok(Parsed::After(d)) => from_now(d.as_micros(), self, what),
             Ok(Parsed::Timestamp(ts)) => ts
                 .parse::<TimestampWithTimeZone>()
-                .unwrap_or_else(|_| invalid(String::new())),
-            Err(SpecError::Negative) => invalid(": durations cannot be negative".into()),
+                .unwrap_or_else(|_| invalid(String::new()))
+                .resolve(what),
+            // '-infinity' too is a timestamp, refused as one.
+            Err(SpecError::Negative) => match self.trim().parse::<TimestampWithTimeZone>() {
+                Ok(at) => at.resolve(what),
+                Err(_) => invalid(": durations cannot be negative".into()),
+            },
             Err(SpecError::Fraction) => raise(
                 ERRCODE_INVALID_DATETIME_FORMAT,
                 format!("invalid time spec {self:?} for {what}: fractions are not supported"),
@@ -138,9 +143,19 @@ impl TimeSpec for Interval {
     }
 }
 
-/// An absolute instant, taken as it is.
+/// An absolute instant, taken as it is; but not `'infinity'` or `'-infinity'`: a job due at
+/// `-infinity` has an age no arithmetic can take (`pq_stats` and `pq_metrics` failed for every
+/// queue of the table with one such job), and one due at `infinity` is never due.
 impl TimeSpec for TimestampWithTimeZone {
-    fn resolve(self, _what: &str) -> TimestampWithTimeZone {
+    fn resolve(self, what: &str) -> TimestampWithTimeZone {
+        let raw = self.into_inner();
+        if raw == i64::MIN || raw == i64::MAX {
+            raise(
+                ERRCODE_DATETIME_FIELD_OVERFLOW,
+                format!("{what} '{self}' is not a finite time"),
+                VALID,
+            )
+        }
         self
     }
 }

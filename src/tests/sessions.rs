@@ -330,6 +330,27 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "22008",
             "too far",
         ),
+        // Infinite times: an age nothing can compute (pq_stats failed for the whole table).
+        (
+            "SELECT pq_put('s_bad', '{}', '-infinity'::timestamptz)",
+            "22008",
+            "'-infinity' is not a finite time",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', '-infinity')",
+            "22008",
+            "schedule_at '-infinity' is not a finite time",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', 'infinity')",
+            "22008",
+            "'infinity' is not a finite time",
+        ),
+        (
+            "SELECT pq_put('s_bad', '{}', NULL::timestamptz, '-infinity'::timestamptz)",
+            "22008",
+            "expected_at '-infinity'",
+        ),
         (
             "SELECT pq_put('s_bad', '{}', expected_at => 'x1')",
             "22007",
