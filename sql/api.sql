@@ -89,8 +89,11 @@ AS 'MODULE_PATHNAME', 'pq_stats_wrapper';
 COMMENT ON FUNCTION pq_stats(regclass) IS
 'Per-queue counts: ready, scheduled, in flight, done, oldest ready age, squatted (pending jobs whose lock key another session holds without claiming them), cancelled; whether the queue is paused, and its concurrency limit. Example: SELECT * FROM pq_stats()';
 
-CREATE VIEW pq_stats AS SELECT * FROM @extschema@.pq_stats();
+-- The views only call functions, which check the caller's privileges on the queue table
+-- (security_invoker: nothing here is read with the view owner's).
+CREATE VIEW pq_stats WITH (security_invoker = true) AS SELECT * FROM @extschema@.pq_stats();
 COMMENT ON VIEW pq_stats IS 'pq_stats() of the extension''s queue table';
+GRANT SELECT ON pq_stats TO PUBLIC;
 
 -- Operating queues: pause, concurrency limits, cancel (src/operations/).
 CREATE FUNCTION pq_pause(queue text, tbl regclass DEFAULT '@extschema@.queue')
@@ -138,6 +141,15 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF queue IS NULL OR queue = '' THEN
+        RAISE EXCEPTION 'queue name must not be %', CASE WHEN queue IS NULL THEN 'NULL' ELSE 'empty' END
+            USING ERRCODE = CASE WHEN queue IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+                  HINT = 'name the queue, e.g. pq_jobs(''apples'')';
+    END IF;
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'tbl must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass a value such as ''queue''::regclass';
+    END IF;
     IF state IS NULL OR state NOT IN ('ready', 'scheduled', 'in_flight', 'failed') THEN
         RAISE EXCEPTION 'unknown job state %', coalesce(quote_literal(state), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -257,6 +269,12 @@ DECLARE
     performed integer := 0;
     got integer;
 BEGIN
+    -- pq_work checks the other arguments; a count below 1 would otherwise do nothing silently.
+    IF max_jobs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'max_jobs must be at least 1, got %', max_jobs
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pass a count such as 100, or leave it out to work until the queue is empty';
+    END IF;
     LOOP
         EXIT WHEN max_jobs IS NOT NULL AND performed OPERATOR(pg_catalog.>=) max_jobs;
         SELECT pg_catalog.count(*) INTO got FROM @extschema@.pq_work(queue, burst, timeout, 1, tbl);
@@ -291,6 +309,10 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'tbl must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass a value such as ''queue''::regclass';
+    END IF;
     -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text. Every
     -- field is read so that no payload a producer wrote can make this fail.
     RETURN QUERY EXECUTE format($q$
@@ -307,8 +329,9 @@ $fn$;
 COMMENT ON FUNCTION pq_failed(regclass) IS
 'Task jobs that failed for good, with their last error. Example: SELECT * FROM pq_failed(''jobs'')';
 
-CREATE VIEW pq_failed AS SELECT * FROM @extschema@.pq_failed();
+CREATE VIEW pq_failed WITH (security_invoker = true) AS SELECT * FROM @extschema@.pq_failed();
 COMMENT ON VIEW pq_failed IS 'Task jobs that failed for good, with their last error';
+GRANT SELECT ON pq_failed TO PUBLIC;
 
 -- The task registry: only registered functions ever run as tasks, whoever enqueued them.
 CREATE FUNCTION pq_register_task(function regprocedure)

@@ -19,6 +19,7 @@ DECLARE
     parts text[];
     qualified text;
     relname text;
+    base text;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'table name must not be NULL or empty'
@@ -36,9 +37,33 @@ BEGIN
             USING ERRCODE = 'invalid_name', HINT = 'use ''jobs'' or ''app.jobs''';
     END IF;
     relname := parts[array_length(parts, 1)];
+    -- PostgreSQL would cut a longer name to 63 bytes, making a table other than the one asked for.
+    IF octet_length(relname) > 63 THEN
+        RAISE EXCEPTION 'table name % is % bytes long: PostgreSQL names are at most 63',
+            quote_literal(left(relname, 20) || '...'), octet_length(relname)
+            USING ERRCODE = 'name_too_long', HINT = 'use a shorter name such as ''jobs''';
+    END IF;
+    -- Index names are the table's name and a suffix of up to 24 bytes. A name too long for that is
+    -- shortened and a hash of it added, so that no two tables' index names collide when cut.
+    base := relname;
+    IF octet_length(relname) > 39 THEN
+        WHILE octet_length(base) > 30 LOOP
+            base := left(base, -1);
+        END LOOP;
+        base := base || '_' || left(md5(relname), 8);
+    END IF;
     -- @extschema@ is replaced by the already-quoted schema name.
     qualified := (CASE WHEN array_length(parts, 1) = 2 THEN quote_ident(parts[1]) ELSE '@extschema@' END)
                  || '.' || quote_ident(relname);
+    -- Said here, not by the CREATE TABLE below, whose error would show this function's DDL.
+    IF array_length(parts, 1) = 2 AND to_regnamespace(quote_ident(parts[1])) IS NULL THEN
+        RAISE EXCEPTION 'schema % does not exist', quote_ident(parts[1])
+            USING ERRCODE = 'invalid_schema_name', HINT = 'create the schema first, or pass an unqualified name such as ''jobs''';
+    END IF;
+    IF to_regclass(qualified) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation % already exists', qualified
+            USING ERRCODE = 'duplicate_table', HINT = 'pass it as tbl => ' || quote_literal(qualified) || ' if it is a queue table, or pick another name';
+    END IF;
     EXECUTE format($ddl$
         CREATE TABLE %1$s (
             id          bigserial PRIMARY KEY,
@@ -75,9 +100,9 @@ BEGIN
         CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
             schedule_at, expected_at, q_name ON %1$s
             FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
-        $ddl$, qualified, relname || '_ready_idx', relname || '_scheduled_idx',
-           relname || '_sql_tasks_idx', relname || '_sql_tasks_scheduled_idx', relname || '_done_idx',
-           relname || '_key_idx');
+        $ddl$, qualified, base || '_ready_idx', base || '_scheduled_idx',
+           base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
+           base || '_key_idx');
     RETURN qualified::regclass;
 END
 $fn$;

@@ -32,6 +32,16 @@ struct Schedule(croner::Cron);
 impl Schedule {
     /// Parses `spec`, raising 22023 with a valid example when it is not a 5-field schedule.
     fn parse(spec: &str) -> Schedule {
+        if spec.len() > MAX_CRON {
+            raise(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "cron schedule is {} bytes long, at most {MAX_CRON}",
+                    spec.len()
+                ),
+                "use a schedule such as '*/5 * * * *' (every 5 minutes) or '0 3 * * *' (03:00 UTC daily)",
+            )
+        }
         Schedule::try_parse(spec).unwrap_or_else(|why| {
             raise(
                 ERRCODE_INVALID_PARAMETER_VALUE,
@@ -205,6 +215,10 @@ const PUT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest `data` `pq_schedule` accepts: a schedule is a template, not a payload store.
 pub const MAX_DATA: usize = 1 << 20;
+
+/// The longest cron schedule accepted: real ones are a few dozen bytes, and it is stored with
+/// the schedule and parsed again at every run.
+const MAX_CRON: usize = 1000;
 
 /// [`pq_run_schedules`], the body the maintenance worker calls too: one due schedule at a time
 /// (`due_schedules.sql` locks one row), until none is due or `max` were run. Returns how many

@@ -11,7 +11,7 @@
 //! `retried + 1` while `retried < max_retries`, else it is marked failed; either way its error
 //! (SQLSTATE, message, attempt) is appended to `data.errors`, where `pq_failed` shows it.
 
-use crate::plumbing::error::{raise, require_queue};
+use crate::plumbing::error::{raise, require, require_queue};
 use crate::plumbing::pinning::pinned;
 use crate::plumbing::subxact::{self, Failure};
 use crate::plumbing::table::{QueueTable, Stmt};
@@ -429,7 +429,8 @@ fn pq_work(
     ),
 > {
     let queue = require_queue(queue);
-    let timeout = timeout.map(|i| i.as_micros()).unwrap_or(1_000_000);
+    let burst = require(burst, "burst", "true");
+    let timeout = require(timeout, "timeout", "'5s'").as_micros();
     if timeout < 0 {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -456,7 +457,7 @@ fn pq_work(
     }
     let table = QueueTable::resolve(tbl);
     let opts = Options {
-        burst: burst.unwrap_or(true),
+        burst,
         timeout: Duration::from_micros(timeout as u64),
         // One call claims at most MAX_CLAIMS jobs (one lock each until commit).
         max_jobs: Some(max_jobs.map_or(crate::queue::claim::MAX_CLAIMS, |n| n as usize)),
@@ -491,7 +492,21 @@ fn pq_task_failed(
     message: Option<&str>,
     tbl: Option<pg_sys::Oid>,
 ) -> String {
-    let id = crate::plumbing::error::require(id, "id", "42");
+    let id = require(id, "id", "42");
+    // Recorded in the job and shown by pq_failed as an SQLSTATE: five digits or capitals.
+    if let Some(code) = sqlstate.filter(|c| {
+        c.len() != 5
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    }) {
+        let shown: String = code.chars().take(20).collect();
+        raise(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("sqlstate {shown:?} is not an SQLSTATE: five digits or capital letters"),
+            "pass a code such as 'P0001' (raise_exception), or NULL for it",
+        )
+    }
     let table = QueueTable::resolve(tbl);
     let row = pinned(|p| {
         Spi::connect(|client| {
@@ -558,7 +573,7 @@ fn pq_task_failed(
 /// ```
 #[pg_extern(sql = false)]
 fn pq_requeue(id: Option<i64>, tbl: Option<pg_sys::Oid>) -> bool {
-    let id = crate::plumbing::error::require(id, "id", "42");
+    let id = require(id, "id", "42");
     let table = QueueTable::resolve(tbl);
     let queue = crate::tasks::enqueuer::as_pq(table.oid, id, || {
         if table.has_key {

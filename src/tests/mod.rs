@@ -315,7 +315,22 @@ mod tests {
     fn other_queue_tables_work_with_every_function() {
         Spi::run("SELECT pq_create_table('jobs'); CREATE SCHEMA app; SELECT pq_create_table('app.\"My Jobs\"')")
             .unwrap();
-        for tbl in ["'jobs'", r#"'app."My Jobs"'"#] {
+        // Names of 63 bytes, PostgreSQL's longest, alike but for the last: their index names are
+        // shortened and hashed, so neither table's collide with the other's.
+        let long: Vec<String> = ["a", "b"].map(|c| format!("{}{c}", "x".repeat(62))).into();
+        for name in &long {
+            Spi::run(&format!("SELECT pq_create_table('{name}')")).unwrap();
+            let indexes = format!("SELECT count(*) FROM pg_indexes WHERE tablename = '{name}'");
+            assert_eq!(
+                one::<i64>(&indexes),
+                Some(7),
+                "{name}: 6 indexes and the key"
+            );
+        }
+        let tables = ["'jobs'".to_string(), r#"'app."My Jobs"'"#.to_string()]
+            .into_iter()
+            .chain(long.iter().map(|name| format!("'{name}'")));
+        for tbl in tables {
             let id =
                 one::<i64>(&format!(r#"SELECT pq_put('q', '{{"x":1}}', tbl => {tbl})"#)).unwrap();
             Spi::run(&format!(

@@ -470,6 +470,22 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_schedule('', '* * * * *', 's_bad')", "22023", "must not be empty"),
         ("SELECT pq_schedule('s_bad', '* * * * *', 's_bad', tbl => 's_private_jobs')", "42501", "INSERT"),
         ("SELECT pq_schedule('s_bad', NULL, 's_bad')", "22004", "cron must not be NULL"),
+        // Found by a review (0.5.1).
+        ("SELECT * FROM pq_jobs(NULL)", "22004", "queue name must not be NULL"),
+        ("SELECT * FROM pq_jobs('')", "22023", "must not be empty"),
+        ("SELECT * FROM pq_jobs('s_bad', tbl => NULL)", "22004", "tbl must not be NULL"),
+        ("SELECT * FROM pq_failed(NULL)", "22004", "tbl must not be NULL"),
+        ("CALL pq_work_loop('s_bad', 0)", "22023", "got 0"),
+        ("CALL pq_work_loop('s_bad', -1)", "22023", "got -1"),
+        ("SELECT * FROM pq_work('s_bad', NULL)", "22004", "burst must not be NULL"),
+        ("SELECT * FROM pq_work('s_bad', timeout => NULL)", "22004", "timeout must not be NULL"),
+        ("SELECT pq_task_failed(1, 'nope', 'x')", "22023", "\"nope\""),
+        ("SELECT pq_task_failed(1, 'p0001', 'x')", "22023", "'P0001'"),
+        ("SELECT pq_task_failed(1, repeat('P', 100000), 'x')", "22023", "not an SQLSTATE"),
+        ("SELECT pq_schedule('s_bad', repeat('* ', 100000), 's_bad')", "22023", "200000 bytes"),
+        ("SELECT pq_create_table(repeat('x', 64))", "42622", "64 bytes"),
+        ("SELECT pq_create_table('queue')", "42P07", "already exists"),
+        ("SELECT pq_create_table('s_nosuch.jobs')", "3F000", "s_nosuch"),
         ("SELECT pq_put_task('s_bad', 'x.eat', '[]', external => true, backoff => 'linear')", "22023", "\"linear\""),
         ("SELECT pq_put_task('s_bad', 'x.eat', '[]', external => true, backoff => 'exponential', retry_max => 'soon')", "22007", "retry_max"),
     ];
@@ -506,6 +522,9 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "{sql}: message {text:?} lacks {fragment:?}"
         );
         assert!(!text.contains("panicked"), "{sql}: {text}");
+        // pq's own statements stay out of what the caller sees.
+        let context = db.where_().unwrap_or("");
+        assert!(!context.contains("CREATE "), "{sql}: CONTEXT {context}");
         assert_no_backtrace(db, sql);
         // The session stays usable.
         assert_eq!(c.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);

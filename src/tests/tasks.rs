@@ -334,7 +334,10 @@ mod tests {
     fn roles_get_exactly_what_they_are_granted() {
         Spi::run(
             r#"CREATE ROLE t_producer; CREATE ROLE t_consumer; CREATE ROLE t_worker; CREATE ROLE t_nobody;
+               CREATE ROLE t_keyed_producer;
                GRANT INSERT, SELECT (id) ON queue TO t_producer;
+               GRANT INSERT, SELECT (id, q_name, key, dequeued_at) ON queue TO t_keyed_producer;
+               GRANT USAGE ON SEQUENCE queue_id_seq TO t_keyed_producer;
                GRANT USAGE ON SEQUENCE queue_id_seq TO t_producer;
                GRANT SELECT, UPDATE ON queue TO t_consumer, t_worker;
                CREATE TABLE t_done (kind text);
@@ -362,6 +365,24 @@ mod tests {
             ("t_consumer", "SELECT * FROM pq_get('t_roles')", None),
             ("t_consumer", "SELECT pq_len('t_roles')", None),
             ("t_consumer", "SELECT * FROM pq_stats()", None),
+            ("t_consumer", "SELECT * FROM pq_stats", None),
+            ("t_worker", "SELECT pq_requeue(id) FROM pq_failed", None),
+            // A unique job's put looks for the pending job with its key first.
+            (
+                "t_producer",
+                "SELECT pq_put('t_roles', '{}', key => 't_k')",
+                Some("42501"),
+            ),
+            (
+                "t_keyed_producer",
+                "SELECT pq_put('t_roles', '{}', key => 't_k')",
+                None,
+            ),
+            (
+                "t_keyed_producer",
+                "SELECT pq_len('t_roles')",
+                Some("42501"),
+            ),
             (
                 "t_consumer",
                 "SELECT pq_put('t_roles', '{}')",
@@ -373,6 +394,8 @@ mod tests {
             ("t_nobody", "SELECT * FROM pq_get('t_roles')", Some("42501")),
             ("t_nobody", "SELECT pq_len('t_roles')", Some("42501")),
             ("t_nobody", "SELECT * FROM pq_stats()", Some("42501")),
+            ("t_nobody", "SELECT * FROM pq_stats", Some("42501")),
+            ("t_nobody", "SELECT * FROM pq_failed", Some("42501")),
             (
                 "t_nobody",
                 "SELECT pq_update('t_roles', 1, '{}')",

@@ -1,5 +1,6 @@
 """Upgrades: install the previous release (0.1.0), fill queues, ALTER EXTENSION pq UPDATE, and
-check every job is intact, every function works, and the schema equals a fresh install."""
+check every job is intact, every function works, and the schema (with views' options and
+grants) equals a fresh install."""
 import uuid
 
 import psycopg2
@@ -34,7 +35,8 @@ SELECT 'function ' || p.oid::regprocedure::text, pg_get_functiondef(p.oid)
  -- the test build (scripts/test installs it) adds #[pg_test] functions in schema tests
  WHERE p.pronamespace::regnamespace::text <> 'tests'
 UNION ALL
-SELECT 'view ' || c.relname, pg_get_viewdef(c.oid)
+SELECT 'view ' || c.relname, pg_get_viewdef(c.oid) || ' options ' || coalesce(c.reloptions::text, '')
+       || ' grants ' || coalesce(c.relacl::text, '')
   FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pq' WHERE c.relkind = 'v'
 UNION ALL
