@@ -44,6 +44,10 @@ pub struct Candidate {
 pub struct Indexes {
     pub ready: pg_sys::Oid,
     pub scheduled: pg_sys::Oid,
+    /// Set when an index was built over broken HOT chains (`indcheckxmin`): the newest xmin of
+    /// their `pg_index` rows, which a transaction's snapshots must all be younger than for it
+    /// to read them (the planner's rule, see [`readable`]).
+    pub check_xmin: Option<pg_sys::TransactionId>,
 }
 
 /// Finds the ready and scheduled indexes of table `oid`, whatever they are named: valid
@@ -85,6 +89,7 @@ pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
     let ready = [q_name, expected_at, id];
     let scheduled = [q_name, schedule_at];
     let (mut found_ready, mut found_scheduled) = (None, None);
+    let mut check_xmin: [Option<pg_sys::TransactionId>; 2] = [None, None];
     use crate::plumbing::catalog;
     catalog::scan(
         pg_sys::IndexRelationId,
@@ -136,21 +141,34 @@ pub fn find(oid: pg_sys::Oid) -> Option<Indexes> {
                 want.sort();
                 tests == want
             };
-            let lowest = |found: &mut Option<pg_sys::Oid>| {
+            let xmin = form
+                .indcheckxmin
+                .then(|| pg_sys::HeapTupleHeaderGetXmin((*row).t_data));
+            let lowest = |found: &mut Option<pg_sys::Oid>, check: &mut Option<_>| {
                 if found.is_none_or(|f: pg_sys::Oid| index.to_u32() < f.to_u32()) {
                     *found = Some(index);
+                    *check = xmin;
                 }
             };
             if keys == ready && wants(false) {
-                lowest(&mut found_ready);
+                lowest(&mut found_ready, &mut check_xmin[0]);
             } else if keys == scheduled && wants(true) {
-                lowest(&mut found_scheduled);
+                lowest(&mut found_scheduled, &mut check_xmin[1]);
             }
         },
     );
+    // SAFETY: a comparison of transaction ids.
+    let newest = |a: pg_sys::TransactionId, b| unsafe {
+        if pg_sys::TransactionIdPrecedes(a, b) {
+            b
+        } else {
+            a
+        }
+    };
     Some(Indexes {
         ready: found_ready?,
         scheduled: found_scheduled?,
+        check_xmin: check_xmin.into_iter().flatten().reduce(newest),
     })
 }
 
@@ -170,14 +188,22 @@ pub fn row_security(oid: pg_sys::Oid) -> bool {
 /// the table has them, the session holds `SELECT` on it (the executor's own check) and USAGE
 /// on its schema (its name lookup's), and no row-level security applies. Otherwise
 /// `candidates.sql` runs, so the executor checks column privileges and policies and raises its
-/// usual `42501`.
+/// usual `42501`. An index built over broken HOT chains is read, as the planner reads it, only
+/// by transactions whose snapshots all began after its build (`TransactionXmin`): an older
+/// snapshot may see row versions that it has no entries for.
 ///
 /// ```ignore
 /// let direct = candidates::readable(&table, candidates::row_security(table.oid));
 /// ```
 pub fn readable(table: &crate::plumbing::table::QueueTable, rls: bool) -> Option<Indexes> {
-    table.indexes.filter(|_| {
-        !rls && crate::plumbing::table::may(table.oid, pg_sys::ACL_SELECT)
+    table.indexes.filter(|ix| {
+        // SAFETY: reads this backend's oldest snapshot xmin.
+        let built_before_us = ix.check_xmin.is_none_or(|xmin| unsafe {
+            pg_sys::TransactionIdPrecedes(xmin, pg_sys::TransactionXmin)
+        });
+        built_before_us
+            && !rls
+            && crate::plumbing::table::may(table.oid, pg_sys::ACL_SELECT)
             && crate::plumbing::table::may_reach(table.oid)
     })
 }

@@ -478,6 +478,38 @@ mod tests {
         assert_eq!(crate::queue::candidates::find(oid), None);
     }
 
+    /// An index built over broken HOT chains (`indcheckxmin`, as CREATE INDEX sets it while an
+    /// older snapshot can still see a HOT-updated row) is read directly only by transactions
+    /// younger than its build, as the planner reads it; claims go through SQL meanwhile.
+    #[pg_test]
+    fn an_index_newer_than_the_transaction_s_snapshots_is_not_read_directly() {
+        use crate::plumbing::table::QueueTable;
+        use crate::queue::candidates::{find, readable};
+        Spi::run(
+            "SELECT pq_create_table('t_checkxmin'); SELECT pq_put('q', '{}', tbl => 't_checkxmin')",
+        )
+        .unwrap();
+        let oid = one::<pg_sys::Oid>("SELECT 't_checkxmin'::regclass::oid").unwrap();
+        assert_eq!(find(oid).and_then(|ix| ix.check_xmin), None);
+        assert!(readable(&QueueTable::resolve(Some(oid)), false).is_some());
+        // What index_build writes for a broken HOT chain; the ALTER invalidates the table's
+        // cached lookups, as the index build does.
+        Spi::run(
+            "UPDATE pg_index SET indcheckxmin = true WHERE indexrelid = 't_checkxmin_ready_idx'::regclass;
+             ALTER TABLE t_checkxmin SET (fillfactor = 100)",
+        )
+        .unwrap();
+        let found = find(oid).expect("both indexes");
+        let this = unsafe { pg_sys::GetCurrentTransactionId() };
+        assert_eq!(found.check_xmin, Some(this), "the pg_index row's xmin");
+        assert_eq!(readable(&QueueTable::resolve(Some(oid)), false), None);
+        // Claims still work, through candidates.sql.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pq_get('q', tbl => 't_checkxmin')"),
+            Some(1)
+        );
+    }
+
     /// pq's own tables are the extension's members, never a look-alike of the same name in its
     /// schema (review: before 0.5.0 added pq_queue_controls, anyone with CREATE there could add
     /// a view by that name, and every claim ran its function as the claimer).
