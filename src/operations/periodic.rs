@@ -274,8 +274,15 @@ pub fn run_one() -> Option<bool> {
                     .and_then(|s| s.next_after(now));
                 let mut job = None;
                 let owner_exists = !unsafe { pg_sys::GetUserNameFromId(owner, true) }.is_null();
+                // A dropped table's schedule stops, rather than warn at every tick (and put
+                // into whatever table is given its oid later).
+                let table_exists =
+                    tbl.is_some_and(|t| !unsafe { pg_sys::get_rel_name(t) }.is_null());
+                let runnable = owner_exists && table_exists;
                 if !owner_exists {
                     pgrx::warning!("pq: periodic job {name:?} belongs to a role that no longer exists; it stops (pq_unschedule it)");
+                } else if !table_exists {
+                    pgrx::warning!("pq: periodic job {name:?} puts into a queue table that no longer exists; it stops (pq_unschedule it)");
                 } else if let (Some(data), Some(tbl)) = (data, tbl) {
                     let deadline = crate::tasks::sandbox::Deadline::arm(Some(PUT_LIMIT));
                     // Session-level advisory locks the owner's code takes are released after the
@@ -306,8 +313,8 @@ pub fn run_one() -> Option<bool> {
                         job = None;
                     }
                 }
-                let next = next.filter(|_| owner_exists);
-                if next.is_none() && owner_exists {
+                let next = next.filter(|_| runnable);
+                if next.is_none() && runnable {
                     pgrx::warning!("pq: periodic job {name:?} has a cron schedule {cron:?} with no next run; it stops");
                 }
                 // No next run (a hand-written schedule that does not parse, or never recurs): never.

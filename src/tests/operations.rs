@@ -832,7 +832,8 @@ fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops
         "DO $$ BEGIN CREATE ROLE o_mallory; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
          DROP SCHEMA IF EXISTS o_mal CASCADE; CREATE SCHEMA o_mal AUTHORIZATION o_mallory;
          SELECT pq_unschedule('o_mal_tick'); SELECT pq_unschedule('o_good_tick');
-         DELETE FROM pq_periodic WHERE name = 'o_never';
+         DELETE FROM pq_periodic WHERE name IN ('o_never', 'o_gone_tick');
+         DROP TABLE IF EXISTS o_gone;
          SELECT pq_clear('o_good'); SELECT pq_clear('o_never_q');",
     )
     .unwrap();
@@ -854,10 +855,14 @@ fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops
          UPDATE pq_periodic SET next_run = now() - interval '1 minute' WHERE name IN ('o_mal_tick', 'o_good_tick');",
     )
     .unwrap();
-    // A hand-written schedule that never recurs (any role may insert its own).
+    // A hand-written schedule that never recurs (any role may insert its own), and one whose
+    // queue table was dropped.
     c.batch_execute(
         "INSERT INTO pq_periodic (name, cron, q_name, data, tbl, next_run)
-         VALUES ('o_never', '0 0 31 2 *', 'o_never_q', '{}', 'queue', now() - interval '1 minute')",
+         VALUES ('o_never', '0 0 31 2 *', 'o_never_q', '{}', 'queue', now() - interval '1 minute');
+         SELECT pq_create_table('o_gone'); SELECT pq_schedule('o_gone_tick', '* * * * *', 'x', '{}', 'o_gone');
+         DROP TABLE o_gone;
+         UPDATE pq_periodic SET next_run = now() - interval '1 minute' WHERE name = 'o_gone_tick';",
     )
     .unwrap();
     let before: String = c.query_one("SHOW search_path", &[]).unwrap().get(0);
@@ -891,7 +896,7 @@ fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops
     let never = loop {
         let never: bool = c
             .query_one(
-                "SELECT next_run = 'infinity' FROM pq_periodic WHERE name = 'o_never'",
+                "SELECT bool_and(next_run = 'infinity') FROM pq_periodic WHERE name IN ('o_never', 'o_gone_tick')",
                 &[],
             )
             .unwrap()
@@ -901,9 +906,12 @@ fn a_schedule_s_trigger_leaves_no_setting_in_the_runner_and_a_bad_schedule_stops
         }
         thread::sleep(Duration::from_millis(100));
     };
-    assert!(never, "a schedule with no next run stops");
+    assert!(
+        never,
+        "a schedule with no next run, or whose table is gone, stops"
+    );
     c.batch_execute(
-        "SELECT pq_unschedule('o_good_tick'); DELETE FROM pq_periodic WHERE name IN ('o_never', 'o_mal_tick')",
+        "SELECT pq_unschedule('o_good_tick'); DELETE FROM pq_periodic WHERE name IN ('o_never', 'o_mal_tick', 'o_gone_tick')",
     )
     .unwrap();
 }
