@@ -123,6 +123,33 @@ def test_actions_need_the_token_and_refuse_other_origins(server, sql):
 
 
 @needs_cli
+def test_queues_named_dot_and_dot_dot_have_pages(server, sql):
+    # A browser resolves '.' and '..' (and %2E) as path steps: their pages are /queue?name=...
+    import html
+    import re
+    for name, kind in ((".", "Dot"), ("..", "DotDot")):
+        sql(f"SELECT pq_put('{name}', '{{\"kind\": \"{kind}\"}}')")
+    index = urllib.request.urlopen(server + "/").read().decode()
+    for name, kind in ((".", "Dot"), ("..", "DotDot")):
+        href, = re.findall(r'<tr data-queue="%s"><td><a href="([^"]+)"' % re.escape(name), index)
+        url = urllib.parse.urljoin(server + "/", html.unescape(href))
+        assert url == server + "/queue?name=" + "%2E" * len(name), url
+        page = urllib.request.urlopen(url).read().decode()
+        assert kind in page, page[:500]
+        failed_href, = re.findall(r'id=show-failed href="([^"]+)"', page)
+        failed = urllib.parse.urljoin(url, html.unescape(failed_href))
+        assert urllib.request.urlopen(failed).status == 200
+        # An action on it comes back to its page.
+        form = urllib.parse.urlencode({"token": TOKEN, "action": "pause", "queue": name}).encode()
+        done = urllib.request.urlopen(server + "/act", data=form)
+        assert done.url == url and kind in done.read().decode()
+    assert sql("SELECT count(*) FROM pq_stats WHERE queue IN ('.', '..') AND paused") == [(2,)]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server + "/queue")
+    assert e.value.code == 400
+
+
+@needs_cli
 def test_the_dashboard_in_chromium_requeues_a_failed_job(server, sql):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -91,6 +91,7 @@ pub fn run(
             .route("/metrics", get(metrics))
             .route("/", get(index))
             .route("/queues/{queue}", get(queue_page))
+            .route("/queue", get(queue_page_by_name))
             .route("/login", get(login))
             .route("/act", post(act))
             .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
@@ -244,6 +245,23 @@ async fn index(State(app): State<Shared>, headers: HeaderMap) -> Response {
 /// The jobs of one state of a queue: id, state, enqueued, scheduled, data, error.
 pub type JobRow = (i64, String, String, String, String, String);
 
+/// The page of a queue named in the query (`/queue?name=..`): for the names `.` and `..`,
+/// which cannot be a path segment (see `pages::queue_url`).
+async fn queue_page_by_name(
+    app: State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match q.get("name") {
+        Some(name) => queue_page(app, Path(name.clone()), Query(q), headers).await,
+        None => (
+            StatusCode::BAD_REQUEST,
+            "pq serve: name the queue: /queue?name=apples",
+        )
+            .into_response(),
+    }
+}
+
 async fn queue_page(
     State(app): State<Shared>,
     Path(queue): Path<String>,
@@ -370,9 +388,7 @@ async fn act(State(app): State<Shared>, headers: HeaderMap, Form(a): Form<Action
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     };
     match run.await {
-        Ok(()) => {
-            Redirect::to(&format!("/queues/{}", pages::path_segment(&a.queue))).into_response()
-        }
+        Ok(()) => Redirect::to(&pages::queue_url(&a.queue, false)).into_response(),
         Err(e) => (
             StatusCode::BAD_REQUEST,
             format!("pq serve: {}", message(&*e)),

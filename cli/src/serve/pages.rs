@@ -15,8 +15,26 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// The address of a queue's page: `/queues/{name}`, with `?failed` for its failed jobs. The
+/// names `.` and `..` would be read as path steps (browsers resolve `%2E` too), so their pages
+/// are at `/queue?name=...`.
+///
+/// ```ignore
+/// assert_eq!(queue_url("apples", false), "/queues/apples");
+/// assert_eq!(queue_url("..", true), "/queue?name=%2E%2E&failed");
+/// ```
+pub fn queue_url(queue: &str, failed: bool) -> String {
+    if queue == "." || queue == ".." {
+        let name = "%2E".repeat(queue.len());
+        format!("/queue?name={name}{}", if failed { "&failed" } else { "" })
+    } else {
+        let failed = if failed { "?failed" } else { "" };
+        format!("/queues/{}{failed}", path_segment(queue))
+    }
+}
+
 /// A queue name as one URL path segment (percent-encoded).
-pub fn path_segment(s: &str) -> String {
+fn path_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -118,10 +136,10 @@ pub fn index(
         });
         let _ = write!(
             body,
-            "<tr data-queue=\"{}\"><td><a href=\"/queues/{}\">{}</a>{}</td><td class=ready>{}</td><td>{}</td><td>{}</td>\
+            "<tr data-queue=\"{}\"><td><a href=\"{}\">{}</a>{}</td><td class=ready>{}</td><td>{}</td><td>{}</td>\
              <td>{:.0} s</td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
             esc(q),
-            path_segment(q),
+            esc(&queue_url(q, false)),
             esc(q),
             if paused { " <span class=paused>paused</span>" } else { "" },
             n("pq_jobs_ready"),
@@ -196,8 +214,8 @@ pub fn queue(
     if !with_failed {
         let _ = write!(
             body,
-            "<p><a id=show-failed href=\"/queues/{}?failed\">failed jobs</a> <span class=note>(reads the table's done jobs)</span></p>",
-            path_segment(queue)
+            "<p><a id=show-failed href=\"{}\">failed jobs</a> <span class=note>(reads the table's done jobs)</span></p>",
+            esc(&queue_url(queue, true))
         );
     }
     page(queue, &body)
