@@ -184,21 +184,37 @@ ensure_pg_versions() {
     pgrx_config_ok || die "cargo pgrx init did not write all of ${PG_VERSIONS[*]} into $PGRX_CONFIG"
 }
 
-# Build (release) and install the extension into PostgreSQL $PG_VERSION. cargo pgrx install
-# takes the pgNN cargo feature from pg_config's major version (and drops the default pg15), so
-# --pg-config alone selects the version.
+# Build (release) and install the extension into PostgreSQL $PG_VERSION (see install_into).
 install_extension() {
-    local cfg
-    cfg=$(pg_config_for "$PG_VERSION")
-    say "building and installing the pq extension for PostgreSQL $PG_VERSION (release)"
-    (cd "$ROOT" && cargo pgrx install --release --pg-config "$cfg" >/dev/null)
-    as_root chmod a+r "$("$cfg" --pkglibdir)"/pq.so "$("$cfg" --sharedir)"/extension/pq*
-    install_released_scripts
+    install_into "$(pg_config_for "$PG_VERSION")"
+}
+
+# install_into PG_CONFIG: builds the extension for the server of PG_CONFIG (release) and puts
+# its files in place as new files: safe while that server runs. `cargo pgrx install` writes
+# over pq.so in place, which crashes every running backend that has it loaded (seen: SIGSEGV
+# in the maintenance worker, then the whole server). install(1) unlinks the old file first,
+# so running backends keep theirs and new ones load the new one.
+install_into() {
+    local cfg=$1 pkg major f
+    major=$("$cfg" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+    pkg="$ROOT/target/release/pq-pg$major"
+    say "building the pq extension for PostgreSQL $major (release; $cfg)"
+    rm -rf "$pkg"
+    (cd "$ROOT" && cargo pgrx package --pg-config "$cfg" >/dev/null)
+    say "installing it: $("$cfg" --pkglibdir)/pq.so and $("$cfg" --sharedir)/extension/pq*"
+    # The package mirrors the install paths under $pkg.
+    (cd "$pkg" && find . -type f) | while read -r f; do
+        case $f in
+            *.so) as_root install -D -m 0755 "$pkg/$f" "/${f#./}" ;;
+            *) as_root install -D -m 0644 "$pkg/$f" "/${f#./}" ;;
+        esac
+    done
+    as_root install -m 0644 "$ROOT"/sql/pq--*.sql "$("$cfg" --sharedir)/extension/"
 }
 
 # Install scripts of released versions (sql/pq--A.sql) into PostgreSQL $PG_VERSION, so that
-# they can be installed and upgraded; cargo pgrx install copies only the current one and the
-# upgrade scripts.
+# they can be installed and upgraded; cargo pgrx copies only the current one and the upgrade
+# scripts. (install_into does the same for any server.)
 install_released_scripts() {
     local cfg
     cfg=$(pg_config_for "$PG_VERSION")
