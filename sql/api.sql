@@ -133,6 +133,12 @@ AS 'MODULE_PATHNAME', 'pq_metrics_wrapper';
 COMMENT ON FUNCTION pq_metrics(regclass) IS
 'Per-queue metrics, one row per sample: gauges from the pending jobs (ready, scheduled, in flight, oldest ready age, paused, limit) and, when pq is preloaded, counters (puts, claims, task outcomes) and the wake-up latency histogram. pq serve exposes them to Prometheus. Example: SELECT * FROM pq_metrics()';
 
+CREATE FUNCTION pq_queue_table(tbl regclass) RETURNS regclass
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pq_queue_table_wrapper';
+COMMENT ON FUNCTION pq_queue_table(regclass) IS
+'tbl, if it is a queue table (42809 if not, 22004 for NULL). Example: SELECT pq_queue_table(''jobs'')';
+
 CREATE FUNCTION pq_jobs(queue text, state text DEFAULT 'ready', max_rows integer DEFAULT 50,
                         tbl regclass DEFAULT '@extschema@.queue')
 RETURNS TABLE (id bigint, status text, enqueued_at timestamptz, schedule_at timestamptz,
@@ -146,10 +152,7 @@ BEGIN
             USING ERRCODE = CASE WHEN queue IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
                   HINT = 'name the queue, e.g. pq_jobs(''apples'')';
     END IF;
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION 'tbl must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass a value such as ''queue''::regclass';
-    END IF;
+    PERFORM @extschema@.pq_queue_table(tbl);
     IF state IS NULL OR state NOT IN ('ready', 'scheduled', 'in_flight', 'failed') THEN
         RAISE EXCEPTION 'unknown job state %', coalesce(quote_literal(state), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -309,10 +312,7 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION 'tbl must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass a value such as ''queue''::regclass';
-    END IF;
+    PERFORM @extschema@.pq_queue_table(tbl);
     -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text. Every
     -- field is read so that no payload a producer wrote can make this fail.
     RETURN QUERY EXECUTE format($q$

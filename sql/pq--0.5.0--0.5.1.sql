@@ -1,10 +1,13 @@
 -- pq 0.5.0 -> 0.5.1: input checks and grants found by a review; no change to any table.
 -- * The views pq_stats and pq_failed are readable by every role (security_invoker: the functions
 --   they call check the caller's privileges on the queue table, as they do when called directly).
--- * pq_jobs and pq_failed refuse NULL arguments with 22004; pq_work_loop refuses max_jobs < 1.
--- * pq_create_table refuses names over 63 bytes (42622) and says when the table or schema
---   exists or not itself; a long name's index names are shortened and hashed so they never
---   collide when PostgreSQL cuts them to 63 bytes.
+-- * pq_queue_table(tbl): the queue-table check of the C functions, for pq_jobs and pq_failed,
+--   which now refuse NULL arguments (22004) and tables of another layout (42809);
+--   pq_work_loop refuses max_jobs < 1.
+-- * pq_create_table refuses names over 63 bytes (42622), says itself when the table exists or
+--   the schema does not, and never shows its DDL in an error; a long name's index names are
+--   shortened and hashed so that PostgreSQL does not cut them alike.
+-- CREATE OR REPLACE resets settings given with ALTER FUNCTION ... SET (see the README).
 
 ALTER VIEW pq_stats SET (security_invoker = true);
 GRANT SELECT ON pq_stats TO PUBLIC;
@@ -20,6 +23,7 @@ DECLARE
     qualified text;
     relname text;
     base text;
+    detail text;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'table name must not be NULL or empty'
@@ -38,25 +42,28 @@ BEGIN
     END IF;
     relname := parts[array_length(parts, 1)];
     -- PostgreSQL would cut a longer name to 63 bytes, making a table other than the one asked for.
-    IF octet_length(relname) > 63 THEN
-        RAISE EXCEPTION 'table name % is % bytes long: PostgreSQL names are at most 63',
-            quote_literal(left(relname, 20) || '...'), octet_length(relname)
-            USING ERRCODE = 'name_too_long', HINT = 'use a shorter name such as ''jobs''';
-    END IF;
+    FOR i IN 1 .. array_length(parts, 1) LOOP
+        IF octet_length(parts[i]) > 63 THEN
+            RAISE EXCEPTION '% name % is % bytes long: PostgreSQL names are at most 63',
+                CASE WHEN i = array_length(parts, 1) THEN 'table' ELSE 'schema' END,
+                quote_literal(left(parts[i], 20) || '...'), octet_length(parts[i])
+                USING ERRCODE = 'name_too_long', HINT = 'use a shorter name such as ''jobs''';
+        END IF;
+    END LOOP;
     -- Index names are the table's name and a suffix of up to 24 bytes. A name too long for that is
-    -- shortened and a hash of it added, so that no two tables' index names collide when cut.
+    -- shortened and a hash of it added (64 bits), so that PostgreSQL does not cut them alike.
     base := relname;
     IF octet_length(relname) > 39 THEN
-        WHILE octet_length(base) > 30 LOOP
+        WHILE octet_length(base) > 22 LOOP
             base := left(base, -1);
         END LOOP;
-        base := base || '_' || left(md5(relname), 8);
+        base := base || '_' || left(md5(relname), 16);
     END IF;
     -- @extschema@ is replaced by the already-quoted schema name.
     qualified := (CASE WHEN array_length(parts, 1) = 2 THEN quote_ident(parts[1]) ELSE '@extschema@' END)
                  || '.' || quote_ident(relname);
     -- Said here, not by the CREATE TABLE below, whose error would show this function's DDL.
-    IF array_length(parts, 1) = 2 AND to_regnamespace(quote_ident(parts[1])) IS NULL THEN
+    IF array_length(parts, 1) = 2 AND parts[1] <> 'pg_temp' AND to_regnamespace(quote_ident(parts[1])) IS NULL THEN
         RAISE EXCEPTION 'schema % does not exist', quote_ident(parts[1])
             USING ERRCODE = 'invalid_schema_name', HINT = 'create the schema first, or pass an unqualified name such as ''jobs''';
     END IF;
@@ -64,51 +71,66 @@ BEGIN
         RAISE EXCEPTION 'relation % already exists', qualified
             USING ERRCODE = 'duplicate_table', HINT = 'pass it as tbl => ' || quote_literal(qualified) || ' if it is a queue table, or pick another name';
     END IF;
-    EXECUTE format($ddl$
-        CREATE TABLE %1$s (
-            id          bigserial PRIMARY KEY,
-            enqueued_at timestamptz NOT NULL DEFAULT now(),
-            dequeued_at timestamptz,
-            expected_at timestamptz,
-            schedule_at timestamptz,
-            q_name      text NOT NULL CHECK (length(q_name) > 0),
-            data        jsonb NOT NULL,
-            -- Who put the job: a task runs as this role (set by the trigger below).
-            enqueued_by regrole NOT NULL,
-            -- A unique job's key: one pending job per (q_name, key) (src/queue/unique.rs).
-            key         text,
-            -- When pq_cancel consumed it (src/operations/cancel.rs): cancelled, not done.
-            cancelled_at timestamptz
-        );
-        -- Unscheduled pending jobs in claim order; done jobs leave the index.
-        CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
-            WHERE dequeued_at IS NULL AND schedule_at IS NULL;
-        -- Scheduled pending jobs by due time: a claim visits only the due ones.
-        CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
-            WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
-        -- SQL tasks (functions that are signatures, ending in ')'): pq_work finds them without
-        -- walking the jobs of client handlers that share the queue.
-        CREATE INDEX %4$I ON %1$s (q_name, expected_at NULLS LAST, id)
-            WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
-        CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
-            WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
-        -- Finished jobs by when they were dequeued: pq_purge deletes the oldest.
-        CREATE INDEX %6$I ON %1$s (dequeued_at) WHERE dequeued_at IS NOT NULL;
-        -- Pending jobs by key: a put with a key finds the job it would duplicate.
-        CREATE INDEX %7$I ON %1$s (q_name, key) WHERE key IS NOT NULL AND dequeued_at IS NULL;
-        -- Also tells claims about jobs made ready (src/queue/heads.rs): every column of claim order.
-        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
-            schedule_at, expected_at, q_name ON %1$s
-            FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
-        $ddl$, qualified, base || '_ready_idx', base || '_scheduled_idx',
-           base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
-           base || '_key_idx');
+    BEGIN
+        EXECUTE format($ddl$
+            CREATE TABLE %1$s (
+                id          bigserial PRIMARY KEY,
+                enqueued_at timestamptz NOT NULL DEFAULT now(),
+                dequeued_at timestamptz,
+                expected_at timestamptz,
+                schedule_at timestamptz,
+                q_name      text NOT NULL CHECK (length(q_name) > 0),
+                data        jsonb NOT NULL,
+                -- Who put the job: a task runs as this role (set by the trigger below).
+                enqueued_by regrole NOT NULL,
+                -- A unique job's key: one pending job per (q_name, key) (src/queue/unique.rs).
+                key         text,
+                -- When pq_cancel consumed it (src/operations/cancel.rs): cancelled, not done.
+                cancelled_at timestamptz
+            );
+            -- Unscheduled pending jobs in claim order; done jobs leave the index.
+            CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
+                WHERE dequeued_at IS NULL AND schedule_at IS NULL;
+            -- Scheduled pending jobs by due time: a claim visits only the due ones.
+            CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
+                WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
+            -- SQL tasks (functions that are signatures, ending in ')'): pq_work finds them without
+            -- walking the jobs of client handlers that share the queue.
+            CREATE INDEX %4$I ON %1$s (q_name, expected_at NULLS LAST, id)
+                WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
+            CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
+                WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
+            -- Finished jobs by when they were dequeued: pq_purge deletes the oldest.
+            CREATE INDEX %6$I ON %1$s (dequeued_at) WHERE dequeued_at IS NOT NULL;
+            -- Pending jobs by key: a put with a key finds the job it would duplicate.
+            CREATE INDEX %7$I ON %1$s (q_name, key) WHERE key IS NOT NULL AND dequeued_at IS NULL;
+            -- Also tells claims about jobs made ready (src/queue/heads.rs): every column of claim order.
+            CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
+                schedule_at, expected_at, q_name ON %1$s
+                FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
+            $ddl$, qualified, base || '_ready_idx', base || '_scheduled_idx',
+               base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
+               base || '_key_idx');
+    EXCEPTION WHEN duplicate_table OR unique_violation THEN
+        -- Another relation has one of the index names, or a concurrent transaction is creating
+        -- this table: said without the DDL above in the error's context.
+        GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
+        RAISE EXCEPTION 'cannot create queue table %: %', qualified, detail
+            USING ERRCODE = 'duplicate_table',
+                  HINT = 'pick another name; its indexes are named ' || base || '_ready_idx and so on';
+    END;
     RETURN qualified::regclass;
 END
 $fn$;
 
 COMMENT ON FUNCTION pq_create_table(text) IS
 'Creates a queue table with the layout of pq''s queue table. Example: SELECT pq_create_table(''jobs'')';
+
+CREATE FUNCTION pq_queue_table(tbl regclass) RETURNS regclass
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pq_queue_table_wrapper';
+COMMENT ON FUNCTION pq_queue_table(regclass) IS
+'tbl, if it is a queue table (42809 if not, 22004 for NULL). Example: SELECT pq_queue_table(''jobs'')';
 
 CREATE OR REPLACE FUNCTION pq_jobs(queue text, state text DEFAULT 'ready', max_rows integer DEFAULT 50,
                         tbl regclass DEFAULT '@extschema@.queue')
@@ -123,10 +145,7 @@ BEGIN
             USING ERRCODE = CASE WHEN queue IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
                   HINT = 'name the queue, e.g. pq_jobs(''apples'')';
     END IF;
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION 'tbl must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass a value such as ''queue''::regclass';
-    END IF;
+    PERFORM @extschema@.pq_queue_table(tbl);
     IF state IS NULL OR state NOT IN ('ready', 'scheduled', 'in_flight', 'failed') THEN
         RAISE EXCEPTION 'unknown job state %', coalesce(quote_literal(state), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -179,10 +198,7 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION 'tbl must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass a value such as ''queue''::regclass';
-    END IF;
+    PERFORM @extschema@.pq_queue_table(tbl);
     -- tbl is a regclass: formatted as its quoted, schema-qualified name, never raw text. Every
     -- field is read so that no payload a producer wrote can make this fail.
     RETURN QUERY EXECUTE format($q$

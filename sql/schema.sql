@@ -20,6 +20,7 @@ DECLARE
     qualified text;
     relname text;
     base text;
+    detail text;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'table name must not be NULL or empty'
@@ -38,25 +39,28 @@ BEGIN
     END IF;
     relname := parts[array_length(parts, 1)];
     -- PostgreSQL would cut a longer name to 63 bytes, making a table other than the one asked for.
-    IF octet_length(relname) > 63 THEN
-        RAISE EXCEPTION 'table name % is % bytes long: PostgreSQL names are at most 63',
-            quote_literal(left(relname, 20) || '...'), octet_length(relname)
-            USING ERRCODE = 'name_too_long', HINT = 'use a shorter name such as ''jobs''';
-    END IF;
+    FOR i IN 1 .. array_length(parts, 1) LOOP
+        IF octet_length(parts[i]) > 63 THEN
+            RAISE EXCEPTION '% name % is % bytes long: PostgreSQL names are at most 63',
+                CASE WHEN i = array_length(parts, 1) THEN 'table' ELSE 'schema' END,
+                quote_literal(left(parts[i], 20) || '...'), octet_length(parts[i])
+                USING ERRCODE = 'name_too_long', HINT = 'use a shorter name such as ''jobs''';
+        END IF;
+    END LOOP;
     -- Index names are the table's name and a suffix of up to 24 bytes. A name too long for that is
-    -- shortened and a hash of it added, so that no two tables' index names collide when cut.
+    -- shortened and a hash of it added (64 bits), so that PostgreSQL does not cut them alike.
     base := relname;
     IF octet_length(relname) > 39 THEN
-        WHILE octet_length(base) > 30 LOOP
+        WHILE octet_length(base) > 22 LOOP
             base := left(base, -1);
         END LOOP;
-        base := base || '_' || left(md5(relname), 8);
+        base := base || '_' || left(md5(relname), 16);
     END IF;
     -- @extschema@ is replaced by the already-quoted schema name.
     qualified := (CASE WHEN array_length(parts, 1) = 2 THEN quote_ident(parts[1]) ELSE '@extschema@' END)
                  || '.' || quote_ident(relname);
     -- Said here, not by the CREATE TABLE below, whose error would show this function's DDL.
-    IF array_length(parts, 1) = 2 AND to_regnamespace(quote_ident(parts[1])) IS NULL THEN
+    IF array_length(parts, 1) = 2 AND parts[1] <> 'pg_temp' AND to_regnamespace(quote_ident(parts[1])) IS NULL THEN
         RAISE EXCEPTION 'schema % does not exist', quote_ident(parts[1])
             USING ERRCODE = 'invalid_schema_name', HINT = 'create the schema first, or pass an unqualified name such as ''jobs''';
     END IF;
@@ -64,45 +68,54 @@ BEGIN
         RAISE EXCEPTION 'relation % already exists', qualified
             USING ERRCODE = 'duplicate_table', HINT = 'pass it as tbl => ' || quote_literal(qualified) || ' if it is a queue table, or pick another name';
     END IF;
-    EXECUTE format($ddl$
-        CREATE TABLE %1$s (
-            id          bigserial PRIMARY KEY,
-            enqueued_at timestamptz NOT NULL DEFAULT now(),
-            dequeued_at timestamptz,
-            expected_at timestamptz,
-            schedule_at timestamptz,
-            q_name      text NOT NULL CHECK (length(q_name) > 0),
-            data        jsonb NOT NULL,
-            -- Who put the job: a task runs as this role (set by the trigger below).
-            enqueued_by regrole NOT NULL,
-            -- A unique job's key: one pending job per (q_name, key) (src/queue/unique.rs).
-            key         text,
-            -- When pq_cancel consumed it (src/operations/cancel.rs): cancelled, not done.
-            cancelled_at timestamptz
-        );
-        -- Unscheduled pending jobs in claim order; done jobs leave the index.
-        CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
-            WHERE dequeued_at IS NULL AND schedule_at IS NULL;
-        -- Scheduled pending jobs by due time: a claim visits only the due ones.
-        CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
-            WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
-        -- SQL tasks (functions that are signatures, ending in ')'): pq_work finds them without
-        -- walking the jobs of client handlers that share the queue.
-        CREATE INDEX %4$I ON %1$s (q_name, expected_at NULLS LAST, id)
-            WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
-        CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
-            WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
-        -- Finished jobs by when they were dequeued: pq_purge deletes the oldest.
-        CREATE INDEX %6$I ON %1$s (dequeued_at) WHERE dequeued_at IS NOT NULL;
-        -- Pending jobs by key: a put with a key finds the job it would duplicate.
-        CREATE INDEX %7$I ON %1$s (q_name, key) WHERE key IS NOT NULL AND dequeued_at IS NULL;
-        -- Also tells claims about jobs made ready (src/queue/heads.rs): every column of claim order.
-        CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
-            schedule_at, expected_at, q_name ON %1$s
-            FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
-        $ddl$, qualified, base || '_ready_idx', base || '_scheduled_idx',
-           base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
-           base || '_key_idx');
+    BEGIN
+        EXECUTE format($ddl$
+            CREATE TABLE %1$s (
+                id          bigserial PRIMARY KEY,
+                enqueued_at timestamptz NOT NULL DEFAULT now(),
+                dequeued_at timestamptz,
+                expected_at timestamptz,
+                schedule_at timestamptz,
+                q_name      text NOT NULL CHECK (length(q_name) > 0),
+                data        jsonb NOT NULL,
+                -- Who put the job: a task runs as this role (set by the trigger below).
+                enqueued_by regrole NOT NULL,
+                -- A unique job's key: one pending job per (q_name, key) (src/queue/unique.rs).
+                key         text,
+                -- When pq_cancel consumed it (src/operations/cancel.rs): cancelled, not done.
+                cancelled_at timestamptz
+            );
+            -- Unscheduled pending jobs in claim order; done jobs leave the index.
+            CREATE INDEX %2$I ON %1$s (q_name, expected_at NULLS LAST, id)
+                WHERE dequeued_at IS NULL AND schedule_at IS NULL;
+            -- Scheduled pending jobs by due time: a claim visits only the due ones.
+            CREATE INDEX %3$I ON %1$s (q_name, schedule_at)
+                WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL;
+            -- SQL tasks (functions that are signatures, ending in ')'): pq_work finds them without
+            -- walking the jobs of client handlers that share the queue.
+            CREATE INDEX %4$I ON %1$s (q_name, expected_at NULLS LAST, id)
+                WHERE dequeued_at IS NULL AND schedule_at IS NULL AND (data->>'function') LIKE '%%)';
+            CREATE INDEX %5$I ON %1$s (q_name, schedule_at)
+                WHERE dequeued_at IS NULL AND schedule_at IS NOT NULL AND (data->>'function') LIKE '%%)';
+            -- Finished jobs by when they were dequeued: pq_purge deletes the oldest.
+            CREATE INDEX %6$I ON %1$s (dequeued_at) WHERE dequeued_at IS NOT NULL;
+            -- Pending jobs by key: a put with a key finds the job it would duplicate.
+            CREATE INDEX %7$I ON %1$s (q_name, key) WHERE key IS NOT NULL AND dequeued_at IS NULL;
+            -- Also tells claims about jobs made ready (src/queue/heads.rs): every column of claim order.
+            CREATE TRIGGER pq_enqueued_by BEFORE INSERT OR UPDATE OF data, enqueued_by, dequeued_at,
+                schedule_at, expected_at, q_name ON %1$s
+                FOR EACH ROW EXECUTE FUNCTION @extschema@.pq_stamp_enqueuer();
+            $ddl$, qualified, base || '_ready_idx', base || '_scheduled_idx',
+               base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
+               base || '_key_idx');
+    EXCEPTION WHEN duplicate_table OR unique_violation THEN
+        -- Another relation has one of the index names, or a concurrent transaction is creating
+        -- this table: said without the DDL above in the error's context.
+        GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
+        RAISE EXCEPTION 'cannot create queue table %: %', qualified, detail
+            USING ERRCODE = 'duplicate_table',
+                  HINT = 'pick another name; its indexes are named ' || base || '_ready_idx and so on';
+    END;
     RETURN qualified::regclass;
 END
 $fn$;

@@ -7,6 +7,18 @@ use crate::plumbing::table::{QueueTable, Stmt};
 use pgrx::datum::{DatumWithOid, Internal, Interval};
 use pgrx::prelude::*;
 
+/// `tbl` itself if it is a queue table (a table with the queue layout), else 42809: for
+/// functions written in SQL that take a queue table (`pq_jobs`, `pq_failed`), as every other
+/// function checks it.
+///
+/// ```sql
+/// SELECT pq_queue_table('jobs');   -- jobs
+/// ```
+#[pg_extern(sql = false)]
+fn pq_queue_table(tbl: Option<pg_sys::Oid>) -> pg_sys::Oid {
+    QueueTable::resolve(tbl).oid
+}
+
 /// Number of ready jobs in `queue` (undequeued, and not scheduled in the future).
 ///
 /// ```sql

@@ -13,7 +13,7 @@
 //! without claiming holds back one slot of the queue until it lets go.
 
 use crate::operations::controls;
-use crate::plumbing::error::{raise, require_queue};
+use crate::plumbing::error::{raise, require_new_queue};
 use crate::plumbing::table::QueueTable;
 use pgrx::direct_function_call;
 use pgrx::prelude::*;
@@ -32,7 +32,7 @@ pub const MAX_LIMIT: i32 = 1000;
 /// ```
 #[pg_extern(sql = false)]
 fn pq_set_limit(queue: Option<&str>, n: Option<i32>, tbl: Option<pg_sys::Oid>) -> Option<i32> {
-    let queue = require_queue(queue);
+    let queue = require_new_queue(queue);
     if let Some(n) = n.filter(|n| !(1..=MAX_LIMIT).contains(n)) {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,

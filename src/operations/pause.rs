@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 /// ```
 #[pg_extern(sql = false)]
 fn pq_pause(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> bool {
-    let queue = require_queue(queue);
+    let queue = crate::plumbing::error::require_new_queue(queue);
     let table = QueueTable::resolve(tbl);
     let me = unsafe { pg_sys::GetUserId() };
     controls::write::<bool>(

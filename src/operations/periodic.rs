@@ -13,7 +13,7 @@
 //! A schedule's jobs are put as its owner, never as the runner (a superuser): a task a role
 //! schedules runs as that role. Row security shows each role only its own schedules.
 
-use crate::plumbing::error::{raise, require, require_queue};
+use crate::plumbing::error::{raise, require, require_new_queue};
 use crate::plumbing::pinning::pinned;
 use crate::plumbing::table::QueueTable;
 use crate::queue::claim::clock;
@@ -118,6 +118,11 @@ fn pq_schedule(
     tbl: Option<pg_sys::Oid>,
 ) -> TimestampWithTimeZone {
     let name = require(name, "name", "'nightly-report'");
+    crate::plumbing::error::require_short(
+        name,
+        "a periodic job's name",
+        "name it, e.g. 'nightly-report'",
+    );
     if name.is_empty() {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -127,7 +132,7 @@ fn pq_schedule(
     }
     let cron = require(cron, "cron", "'0 3 * * *'");
     let schedule = Schedule::parse(cron);
-    let queue = require_queue(queue);
+    let queue = require_new_queue(queue);
     let data = require(data, "data", "'{\"kind\":\"daily\"}'");
     let size = data.0.to_string().len();
     if size > MAX_DATA {

@@ -37,6 +37,39 @@ pub fn require_queue(queue: Option<&str>) -> &str {
     }
 }
 
+/// The longest queue or schedule name a write accepts, in bytes: names are index keys, and a
+/// B-tree entry holds at most about 2.7 kB (longer ones failed with PostgreSQL's 54000, which
+/// does not name the value).
+pub const MAX_NAME: usize = 1000;
+
+/// [`require_queue`], for a call that writes the name (a put, a pause, a limit, a schedule):
+/// also at most [`MAX_NAME`] bytes. Reads take any name, so a queue named before this limit
+/// can still be drained.
+///
+/// ```ignore
+/// let queue = error::require_new_queue(queue); // 22023 past 1000 bytes
+/// ```
+pub fn require_new_queue(queue: Option<&str>) -> &str {
+    let queue = require_queue(queue);
+    require_short(queue, "queue name", "name the queue, e.g. 'apples'");
+    queue
+}
+
+/// Raises 22023 when `name` (the `what` of a call) is longer than [`MAX_NAME`] bytes.
+pub fn require_short(name: &str, what: &str, hint: &str) {
+    if name.len() > MAX_NAME {
+        let start: String = name.chars().take(20).collect();
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "{what} {start:?}... is {} bytes long, at most {MAX_NAME}",
+                name.len()
+            ),
+            hint,
+        )
+    }
+}
+
 /// Rejects a NULL argument other than the queue name.
 pub fn require<T>(value: Option<T>, name: &str, example: &str) -> T {
     value.unwrap_or_else(|| {

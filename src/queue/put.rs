@@ -4,7 +4,7 @@
 //! one statement. Both notify the queue's channel and wake blocked getters at commit. With a
 //! `key`, a put is unique (see `unique`): it returns the pending job with that key, if any.
 
-use crate::plumbing::error::{raise, require, require_queue};
+use crate::plumbing::error::{raise, require, require_new_queue};
 use crate::plumbing::pinning::pinned;
 use crate::plumbing::table::{QueueTable, Stmt};
 use crate::queue::timespec::{resolve_opt, TimeSpec};
@@ -26,7 +26,7 @@ fn put<S: TimeSpec>(
     tbl: Option<pg_sys::Oid>,
     key: Option<&str>,
 ) -> i64 {
-    let queue = require_queue(queue);
+    let queue = require_new_queue(queue);
     let data = jsonb_arg(
         require(
             data.and_then(Internal::unwrap),
@@ -188,7 +188,7 @@ fn pq_put_many(
             .then(|| pgrx::fcinfo::pg_getarg::<Vec<Option<String>>>(fcinfo, 5))
             .flatten()
     };
-    let queue = require_queue(queue);
+    let queue = require_new_queue(queue);
     let data = require(
         data.and_then(Internal::unwrap),
         "data",

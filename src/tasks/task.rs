@@ -7,7 +7,7 @@
 //! parentheses; `pq_work` takes only jobs whose `function` ends in `)` and leaves the others
 //! for client workers, even in the same queue.
 
-use crate::plumbing::error::{raise, require, require_queue};
+use crate::plumbing::error::{raise, require, require_new_queue};
 use crate::plumbing::pinning::pinned;
 use crate::plumbing::table::QueueTable;
 use crate::queue::timespec::{resolve_opt, TimeSpec};
@@ -285,7 +285,7 @@ fn pq_put_task(
     let (backoff, retry_max) = (text_arg(12), text_arg(13));
     let timeout = timeout.as_deref();
     crate::tasks::backoff::check(backoff.as_deref(), retry_max.as_deref());
-    let queue = require_queue(queue);
+    let queue = require_new_queue(queue);
     let function = require(function, "function", "'eat(text)'");
     let args = match require(args, "args", "'[\"Cox\"]'").0 {
         Value::Array(a) => a,

@@ -327,6 +327,12 @@ mod tests {
                 "{name}: 6 indexes and the key"
             );
         }
+        // pg_temp is the session's temporary schema, as in CREATE TABLE.
+        Spi::run("SELECT pq_create_table('pg_temp.t_tempq')").unwrap();
+        let temp = one::<String>(
+            "SELECT relpersistence::text FROM pg_class WHERE oid = 'pg_temp.t_tempq'::regclass",
+        );
+        assert_eq!(temp.as_deref(), Some("t"), "a temporary table");
         let tables = ["'jobs'".to_string(), r#"'app."My Jobs"'"#.to_string()]
             .into_iter()
             .chain(long.iter().map(|name| format!("'{name}'")));

@@ -486,14 +486,29 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_create_table(repeat('x', 64))", "42622", "64 bytes"),
         ("SELECT pq_create_table('queue')", "42P07", "already exists"),
         ("SELECT pq_create_table('s_nosuch.jobs')", "3F000", "s_nosuch"),
+        ("SELECT pq_create_table(repeat('s', 64) || '.jobs')", "42622", "schema name"),
+        // Another relation has the name of one of its indexes.
+        ("SELECT pq_create_table('s_collide')", "42P07", "cannot create queue table"),
+        ("SELECT * FROM pq_jobs('s_bad', tbl => 'pg_class')", "42809", "pg_class"),
+        ("SELECT * FROM pq_failed('pg_class')", "42809", "pg_class"),
+        ("SELECT * FROM pq_jobs('s_bad', tbl => 's_view')", "42809", "s_view"),
+        // Names are index keys: a write takes at most 1000 bytes (else 54000, naming nothing).
+        ("SELECT pq_put(repeat('s_bad', 201), '{}')", "22023", "1005 bytes long"),
+        ("SELECT pq_put_many(repeat('s_bad', 201), ARRAY['{}']::jsonb[])", "22023", "1005 bytes long"),
+        ("SELECT pq_pause(repeat('s_bad', 201))", "22023", "1005 bytes long"),
+        ("SELECT pq_set_limit(repeat('s_bad', 201), 2)", "22023", "1005 bytes long"),
+        ("SELECT pq_schedule(repeat('s_bad', 201), '* * * * *', 's_bad')", "22023", "1005 bytes long"),
+        ("SELECT pq_schedule('s_bad', '* * * * *', repeat('s_bad', 201))", "22023", "1005 bytes long"),
         ("SELECT pq_put_task('s_bad', 'x.eat', '[]', external => true, backoff => 'linear')", "22023", "\"linear\""),
         ("SELECT pq_put_task('s_bad', 'x.eat', '[]', external => true, backoff => 'exponential', retry_max => 'soon')", "22007", "retry_max"),
     ];
     c.batch_execute(
-        "DROP TABLE IF EXISTS s_private_jobs; SELECT pq_create_table('s_private_jobs');
+        "DROP VIEW IF EXISTS s_view; DROP TABLE IF EXISTS s_private_jobs; SELECT pq_create_table('s_private_jobs');
          DROP ROLE IF EXISTS s_stranger; CREATE ROLE s_stranger; DROP ROLE IF EXISTS s_visitor;
          ALTER TABLE s_private_jobs OWNER TO s_stranger;
-         CREATE ROLE s_visitor; GRANT s_visitor TO postgres;",
+         CREATE ROLE s_visitor; GRANT s_visitor TO postgres;
+         DROP TABLE IF EXISTS s_collide_ready_idx; CREATE TABLE s_collide_ready_idx (i int);
+         CREATE VIEW s_view AS SELECT * FROM s_private_jobs;",
     )
     .ok();
     // Other tests run in parallel on the same table: count what these inputs could have written.
@@ -783,6 +798,37 @@ fn four_sessions_performing_tasks_perform_each_exactly_once() {
         (600, 600),
         "each task performed exactly once"
     );
+}
+
+/// Two sessions creating the same queue table at once: the second waits for the first and, when
+/// it commits, gets pq's 42P07 (not PostgreSQL's 23505 on pg_type, with pq's DDL in its context).
+#[test]
+fn a_queue_table_created_twice_at_once_is_refused_cleanly() {
+    let mut a = connect();
+    a.batch_execute("DROP TABLE IF EXISTS s_race").unwrap();
+    a.batch_execute("BEGIN; SELECT pq_create_table('s_race')")
+        .unwrap();
+    let second = thread::spawn(|| {
+        connect()
+            .batch_execute("SELECT pq_create_table('s_race')")
+            .unwrap_err()
+    });
+    thread::sleep(Duration::from_millis(300));
+    a.batch_execute("COMMIT").unwrap();
+    let e = second.join().unwrap();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42P07", "{}", db.message());
+    assert!(
+        db.message().contains("cannot create queue table"),
+        "{}",
+        db.message()
+    );
+    assert!(
+        !db.where_().unwrap_or("").contains("CREATE "),
+        "{:?}",
+        db.where_()
+    );
+    a.batch_execute("DROP TABLE s_race").unwrap();
 }
 
 /// A session that used a queue table keeps working after the table is renamed or moved to
