@@ -24,6 +24,7 @@ DECLARE
     relname text;
     base text;
     detail text;
+    code text;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'table name must not be NULL or empty'
@@ -32,12 +33,14 @@ BEGIN
     BEGIN
         parts := parse_ident(name);
     EXCEPTION WHEN invalid_parameter_value THEN
-        RAISE EXCEPTION 'invalid table name %', quote_literal(name)
+        RAISE EXCEPTION 'invalid table name %',
+            quote_literal(left(name, 100)) || CASE WHEN length(name) > 100 THEN '...' ELSE '' END
             USING ERRCODE = 'invalid_name',
                   HINT = 'use an identifier such as ''jobs'', ''app.jobs'' or ''"My Jobs"''';
     END;
     IF array_length(parts, 1) > 2 THEN
-        RAISE EXCEPTION 'invalid table name %: at most schema.table', quote_literal(name)
+        RAISE EXCEPTION 'invalid table name %: at most schema.table',
+            quote_literal(left(name, 100)) || CASE WHEN length(name) > 100 THEN '...' ELSE '' END
             USING ERRCODE = 'invalid_name', HINT = 'use ''jobs'' or ''app.jobs''';
     END IF;
     relname := parts[array_length(parts, 1)];
@@ -111,13 +114,19 @@ BEGIN
             $ddl$, qualified, base || '_ready_idx', base || '_scheduled_idx',
                base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
                base || '_key_idx');
-    EXCEPTION WHEN duplicate_table OR unique_violation THEN
-        -- Another relation has one of the index names, or a concurrent transaction is creating
-        -- this table: said without the DDL above in the error's context.
-        GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
+    EXCEPTION WHEN OTHERS THEN
+        -- Said without the DDL above in the error's context: no CREATE on the schema, a type
+        -- or another relation with one of the names, a concurrent create of this table (a
+        -- unique violation in the catalog, reported as the duplicate it is).
+        GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT, code = RETURNED_SQLSTATE;
+        IF code IN ('23505', '42710') THEN
+            code := '42P07';
+        END IF;
         RAISE EXCEPTION 'cannot create queue table %: %', qualified, detail
-            USING ERRCODE = 'duplicate_table',
-                  HINT = 'pick another name; its indexes are named ' || base || '_ready_idx and so on';
+            USING ERRCODE = code,
+                  HINT = CASE WHEN code = '42P07'
+                              THEN 'pick another name; its indexes are named ' || base || '_ready_idx and so on'
+                              ELSE 'the table, its sequence and its indexes are created as you, in its schema' END;
     END;
     RETURN qualified::regclass;
 END

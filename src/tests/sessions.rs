@@ -489,6 +489,9 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_create_table(repeat('s', 64) || '.jobs')", "42622", "schema name"),
         // Another relation has the name of one of its indexes.
         ("SELECT pq_create_table('s_collide')", "42P07", "cannot create queue table"),
+        ("SELECT pq_create_table('s_enum')", "42P07", "type \"s_enum\" already exists"),
+        ("SELECT pq_create_table('s_locked.jobs')", "42501", "permission denied for schema s_locked"),
+        ("SELECT pq_create_table(repeat('a', 100000) || '.b.c')", "42602", "'...: at most schema.table"),
         ("SELECT * FROM pq_jobs('s_bad', tbl => 'pg_class')", "42809", "pg_class"),
         ("SELECT * FROM pq_failed('pg_class')", "42809", "pg_class"),
         ("SELECT * FROM pq_jobs('s_bad', tbl => 's_view')", "42809", "s_view"),
@@ -508,6 +511,9 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
          ALTER TABLE s_private_jobs OWNER TO s_stranger;
          CREATE ROLE s_visitor; GRANT s_visitor TO postgres;
          DROP TABLE IF EXISTS s_collide_ready_idx; CREATE TABLE s_collide_ready_idx (i int);
+         DROP TYPE IF EXISTS s_enum; CREATE TYPE s_enum AS ENUM ('a');
+         DROP SCHEMA IF EXISTS s_locked CASCADE; CREATE SCHEMA s_locked;
+         GRANT USAGE ON SCHEMA s_locked TO s_visitor;
          CREATE VIEW s_view AS SELECT * FROM s_private_jobs;",
     )
     .ok();
@@ -521,7 +527,7 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let before: i64 = c.query_one(written, &[]).unwrap().get(0);
     for (sql, code, fragment) in cases {
         // Other users' tables are tried as an unprivileged role.
-        let sql = if sql.contains("s_private_jobs") {
+        let sql = if sql.contains("s_private_jobs") || sql.contains("s_locked") {
             format!("SET ROLE s_visitor; {sql}")
         } else {
             sql.to_string()
@@ -537,6 +543,11 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "{sql}: message {text:?} lacks {fragment:?}"
         );
         assert!(!text.contains("panicked"), "{sql}: {text}");
+        assert!(
+            text.len() < 2000,
+            "{sql}: a message of {} bytes",
+            text.len()
+        );
         // pq's own statements stay out of what the caller sees.
         let context = db.where_().unwrap_or("");
         assert!(!context.contains("CREATE "), "{sql}: CONTEXT {context}");
