@@ -154,7 +154,7 @@ BEGIN
     END IF;
     PERFORM @extschema@.pq_queue_table(tbl);
     IF state IS NULL OR state NOT IN ('ready', 'scheduled', 'in_flight', 'failed') THEN
-        RAISE EXCEPTION 'unknown job state %', coalesce(quote_literal(state), 'NULL')
+        RAISE EXCEPTION 'unknown job state %', coalesce(quote_literal(left(state, 100)), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'pass ''ready'', ''scheduled'', ''in_flight'' or ''failed''';
     END IF;

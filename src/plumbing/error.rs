@@ -13,10 +13,30 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 ///              "queue name must not be empty".into(), "use a name such as 'apples'");
 /// ```
 pub fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
-    ErrorReport::new(code, message, "pq")
+    ErrorReport::new(code, cut(message), "pq")
         .set_hint(hint)
         .report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
+}
+
+/// The longest message [`raise`] sends: a message names the bad value, and a value may be
+/// megabytes long (a 100 kB time spec came back whole).
+const MAX_MESSAGE: usize = 1000;
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes at a character boundary, saying how long it was.
+fn cut(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... (message cut, {} bytes)",
+        &message[..end],
+        message.len()
+    )
 }
 
 /// Rejects a NULL or empty queue name, which would otherwise hit the table's CHECK

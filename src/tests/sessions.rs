@@ -492,6 +492,10 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("SELECT pq_create_table('s_enum')", "42P07", "type \"s_enum\" already exists"),
         ("SELECT pq_create_table('s_locked.jobs')", "42501", "permission denied for schema s_locked"),
         ("SELECT pq_create_table(repeat('a', 100000) || '.b.c')", "42602", "'...: at most schema.table"),
+        // A huge bad value is not sent back whole.
+        ("SELECT pq_put('s_bad', '{}', repeat('x', 100000))", "22007", "message cut, 1000"),
+        ("SELECT pq_put_task('s_bad', repeat('x', 100000), '[]', external => true, backoff => repeat('b', 100000))", "22023", "message cut"),
+        ("SELECT * FROM pq_jobs('s_bad', repeat('x', 100000))", "22023", "unknown job state 'xxx"),
         ("SELECT * FROM pq_jobs('s_bad', tbl => 'pg_class')", "42809", "pg_class"),
         ("SELECT * FROM pq_failed('pg_class')", "42809", "pg_class"),
         ("SELECT * FROM pq_jobs('s_bad', tbl => 's_view')", "42809", "s_view"),
