@@ -209,15 +209,14 @@ install_into() {
             *) as_root install -D -m 0644 "$pkg/$f" "/${f#./}" ;;
         esac
     done
-    as_root install -m 0644 "$ROOT"/sql/pq--*.sql "$("$cfg" --sharedir)/extension/"
+    install_released_scripts "$cfg"
 }
 
-# Install scripts of released versions (sql/pq--A.sql) into PostgreSQL $PG_VERSION, so that
-# they can be installed and upgraded; cargo pgrx copies only the current one and the upgrade
-# scripts. (install_into does the same for any server.)
+# install_released_scripts [PG_CONFIG]: install scripts of released versions (sql/pq--A.sql)
+# into that server (default: PostgreSQL $PG_VERSION), so that they can be installed and
+# upgraded; cargo pgrx copies only the current one and the upgrade scripts.
 install_released_scripts() {
-    local cfg
-    cfg=$(pg_config_for "$PG_VERSION")
+    local cfg=${1:-$(pg_config_for "$PG_VERSION")}
     as_root install -m 0644 "$ROOT"/sql/pq--*.sql "$("$cfg" --sharedir)/extension/"
 }
 

@@ -4,9 +4,9 @@
 -- * pq_queue_table(tbl): the queue-table check of the C functions, for pq_jobs and pq_failed,
 --   which now refuse NULL arguments (22004) and tables of another layout (42809);
 --   pq_work_loop refuses max_jobs < 1.
--- * pq_create_table refuses names over 63 bytes (42622), says itself when the table exists or
---   the schema does not, and never shows its DDL in an error; a long name's index names are
---   shortened and hashed so that PostgreSQL does not cut them alike.
+-- * pq_create_table refuses names over 63 bytes (42622) and never shows its DDL in an error
+--   (a duplicate is 42P07); a long name's index names are shortened and hashed so that
+--   PostgreSQL does not cut them alike.
 -- CREATE OR REPLACE resets settings given with ALTER FUNCTION ... SET (see the README).
 
 ALTER VIEW pq_stats SET (security_invoker = true);
@@ -65,15 +65,6 @@ BEGIN
     -- @extschema@ is replaced by the already-quoted schema name.
     qualified := (CASE WHEN array_length(parts, 1) = 2 THEN quote_ident(parts[1]) ELSE '@extschema@' END)
                  || '.' || quote_ident(relname);
-    -- Said here, not by the CREATE TABLE below, whose error would show this function's DDL.
-    IF array_length(parts, 1) = 2 AND parts[1] <> 'pg_temp' AND to_regnamespace(quote_ident(parts[1])) IS NULL THEN
-        RAISE EXCEPTION 'schema % does not exist', quote_ident(parts[1])
-            USING ERRCODE = 'invalid_schema_name', HINT = 'create the schema first, or pass an unqualified name such as ''jobs''';
-    END IF;
-    IF to_regclass(qualified) IS NOT NULL THEN
-        RAISE EXCEPTION 'relation % already exists', qualified
-            USING ERRCODE = 'duplicate_table', HINT = 'pass it as tbl => ' || quote_literal(qualified) || ' if it is a queue table, or pick another name';
-    END IF;
     BEGIN
         EXECUTE format($ddl$
             CREATE TABLE %1$s (
@@ -115,8 +106,8 @@ BEGIN
                base || '_sql_tasks_idx', base || '_sql_tasks_scheduled_idx', base || '_done_idx',
                base || '_key_idx');
     EXCEPTION WHEN OTHERS THEN
-        -- Said without the DDL above in the error's context: no CREATE on the schema, a type
-        -- or another relation with one of the names, a concurrent create of this table (a
+        -- Said without the DDL above in the error's context: no such schema, no CREATE on it,
+        -- a relation or type with one of the names, a concurrent create of this table (a
         -- unique violation in the catalog, reported as the duplicate it is).
         GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT, code = RETURNED_SQLSTATE;
         IF code IN ('23505', '42710') THEN
@@ -124,9 +115,10 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'cannot create queue table %: %', qualified, detail
             USING ERRCODE = code,
-                  HINT = CASE WHEN code = '42P07'
-                              THEN 'pick another name; its indexes are named ' || base || '_ready_idx and so on'
-                              ELSE 'the table, its sequence and its indexes are created as you, in its schema' END;
+                  HINT = CASE code
+                             WHEN '42P07' THEN 'pick another name (its indexes are named ' || base || '_ready_idx and so on), or pass an existing queue table as tbl => ' || quote_literal(qualified)
+                             WHEN '3F000' THEN 'create the schema first, or pass an unqualified name such as ''jobs'''
+                             ELSE 'the table, its sequence and its indexes are created as you, in its schema' END;
     END;
     RETURN qualified::regclass;
 END

@@ -3,7 +3,7 @@
 //! state lives in `pq_queue_controls` (see `controls`), so it survives restarts.
 
 use crate::operations::controls;
-use crate::plumbing::error::require_queue;
+use crate::plumbing::error::{require_new_queue, require_queue};
 use crate::plumbing::table::QueueTable;
 use pgrx::prelude::*;
 
@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 /// ```
 #[pg_extern(sql = false)]
 fn pq_pause(queue: Option<&str>, tbl: Option<pg_sys::Oid>) -> bool {
-    let queue = crate::plumbing::error::require_new_queue(queue);
+    let queue = require_new_queue(queue);
     let table = QueueTable::resolve(tbl);
     let me = unsafe { pg_sys::GetUserId() };
     controls::write::<bool>(

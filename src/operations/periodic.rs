@@ -13,7 +13,7 @@
 //! A schedule's jobs are put as its owner, never as the runner (a superuser): a task a role
 //! schedules runs as that role. Row security shows each role only its own schedules.
 
-use crate::plumbing::error::{raise, require, require_new_queue};
+use crate::plumbing::error::{raise, require, require_new_queue, require_short, MAX_NAME};
 use crate::plumbing::pinning::pinned;
 use crate::plumbing::table::QueueTable;
 use crate::queue::claim::clock;
@@ -32,16 +32,12 @@ struct Schedule(croner::Cron);
 impl Schedule {
     /// Parses `spec`, raising 22023 with a valid example when it is not a 5-field schedule.
     fn parse(spec: &str) -> Schedule {
-        if spec.len() > MAX_CRON {
-            raise(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!(
-                    "cron schedule is {} bytes long, at most {MAX_CRON}",
-                    spec.len()
-                ),
-                "use a schedule such as '*/5 * * * *' (every 5 minutes) or '0 3 * * *' (03:00 UTC daily)",
-            )
-        }
+        require_short(
+            spec,
+            MAX_CRON,
+            "cron schedule",
+            "use a schedule such as '*/5 * * * *' (every 5 minutes) or '0 3 * * *' (03:00 UTC daily)",
+        );
         Schedule::try_parse(spec).unwrap_or_else(|why| {
             raise(
                 ERRCODE_INVALID_PARAMETER_VALUE,
@@ -118,8 +114,9 @@ fn pq_schedule(
     tbl: Option<pg_sys::Oid>,
 ) -> TimestampWithTimeZone {
     let name = require(name, "name", "'nightly-report'");
-    crate::plumbing::error::require_short(
+    require_short(
         name,
+        MAX_NAME,
         "a periodic job's name",
         "name it, e.g. 'nightly-report'",
     );

@@ -71,23 +71,37 @@ pub const MAX_NAME: usize = 1000;
 /// ```
 pub fn require_new_queue(queue: Option<&str>) -> &str {
     let queue = require_queue(queue);
-    require_short(queue, "queue name", "name the queue, e.g. 'apples'");
+    require_short(
+        queue,
+        MAX_NAME,
+        "queue name",
+        "name the queue, e.g. 'apples'",
+    );
     queue
 }
 
-/// Raises 22023 when `name` (the `what` of a call) is longer than [`MAX_NAME`] bytes.
-pub fn require_short(name: &str, what: &str, hint: &str) {
-    if name.len() > MAX_NAME {
-        let start: String = name.chars().take(20).collect();
+/// Raises 22023 when `value` (the `what` of a call) is longer than `max` bytes.
+///
+/// ```ignore
+/// error::require_short(name, MAX_NAME, "a periodic job's name", "name it, e.g. 'nightly'");
+/// ```
+pub fn require_short(value: &str, max: usize, what: &str, hint: &str) {
+    if value.len() > max {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!(
-                "{what} {start:?}... is {} bytes long, at most {MAX_NAME}",
-                name.len()
+                "{what} {}... is {} bytes long, at most {max}",
+                preview(value),
+                value.len()
             ),
             hint,
         )
     }
+}
+
+/// The first 20 characters of a bad value, quoted, for a message that names it.
+pub fn preview(value: &str) -> String {
+    format!("{:?}", value.chars().take(20).collect::<String>())
 }
 
 /// Rejects a NULL argument other than the queue name.

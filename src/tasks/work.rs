@@ -500,10 +500,12 @@ fn pq_task_failed(
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
     }) {
-        let shown: String = code.chars().take(20).collect();
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("sqlstate {shown:?} is not an SQLSTATE: five digits or capital letters"),
+            format!(
+                "sqlstate {} is not an SQLSTATE: five digits or capital letters",
+                crate::plumbing::error::preview(code)
+            ),
             "pass a code such as 'P0001' (raise_exception), or NULL for it",
         )
     }
